@@ -1,0 +1,1 @@
+"""Benchmarks (``stratum-proxy bench``): speed is measured here, never asserted in tests."""
