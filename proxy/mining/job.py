@@ -183,6 +183,11 @@ class JobIds:
     def __init__(self, start: int = 1) -> None:
         self._next = start
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next :meth:`take` will return."""
+        return self._next
+
     def take(self) -> tuple[str, int]:
         """A fresh (job id, sequence number)."""
         n = self._next

@@ -24,6 +24,7 @@ The checks, in order (PROTOCOL.md, "Share validation"); each rejects with its re
 from __future__ import annotations
 
 import hashlib
+import struct
 from enum import IntEnum
 from typing import Final
 
@@ -102,6 +103,7 @@ _MESSAGES: Final = {
 
 # Module constants: attribute access on an Enum class costs ~100 ns on 3.11, per share.
 _sha256: Final = hashlib.sha256
+_U32_PAIR: Final = struct.Struct(">II").unpack
 _ACCEPTED: Final = Verdict.ACCEPTED
 _ACCEPTED_UPSTREAM: Final = Verdict.ACCEPTED_UPSTREAM
 _BLOCK: Final = Verdict.BLOCK_CANDIDATE
@@ -119,11 +121,13 @@ class ShareValidator:
 
     __slots__ = (
         "_aliases",
+        "_difficulty",
         "_hex_len",
         "_history",
         "_target",
         "_target_since",
         "book",
+        "difficulty",
         "extranonce1",
         "extranonce2",
         "extranonce2_size",
@@ -152,8 +156,9 @@ class ShareValidator:
         self.version_mask = version_mask
         self.workers: set[str] = set()
         self._target = target_from_difficulty(difficulty)
+        self._difficulty = difficulty
         self._target_since = 0
-        self._history: list[tuple[int, int]] = []
+        self._history: list[tuple[int, int, float]] = []
         self._aliases: dict[str, Job] = {}
         # The parsed share of the last check, for forwarding and metrics.
         self.job: Job | None = None
@@ -162,6 +167,7 @@ class ShareValidator:
         self.nonce = 0
         self.version = 0
         self.hash_int = 0
+        self.difficulty = difficulty  # the difficulty the last share was judged at
 
     # ------------------------------------------------------------------ state changes
 
@@ -179,10 +185,16 @@ class ShareValidator:
         Shares on jobs sent before stay judged at the lower of the old and new difficulty,
         so a miner that did work at the old difficulty never loses it.
         """
-        self._history.append((self._target_since, self._target))
+        self._history.append((self._target_since, self._target, self._difficulty))
         del self._history[:-DIFFICULTY_HISTORY]
         self._target = target_from_difficulty(difficulty)
+        self._difficulty = difficulty
         self._target_since = from_seq
+
+    @property
+    def current_difficulty(self) -> float:
+        """The difficulty in force for jobs sent from now on."""
+        return self._difficulty
 
     def remember_alias(self, job: Job) -> None:
         """Accept shares on an alias job sent only to this miner (a few are kept)."""
@@ -190,16 +202,17 @@ class ShareValidator:
         if len(self._aliases) > DIFFICULTY_HISTORY:
             del self._aliases[next(iter(self._aliases))]
 
-    def target_for(self, job: Job) -> int:
-        """The miner's share target for a job: the easier of then and now."""
-        target = self._target
+    def target_for(self, job: Job) -> tuple[int, float]:
+        """The miner's (target, difficulty) for a job: the easier of then and now."""
+        target, difficulty = self._target, self._difficulty
         if job.seq >= self._target_since:
-            return target
-        for since, old_target in reversed(self._history):
+            return target, difficulty
+        for since, old_target, old_difficulty in reversed(self._history):
+            if old_target > target:
+                target, difficulty = old_target, old_difficulty
             if job.seq >= since:
-                return max(target, old_target)
-            target = max(target, old_target)
-        return target
+                break
+        return target, difficulty
 
     # ------------------------------------------------------------------ the hot path
 
@@ -225,13 +238,14 @@ class ShareValidator:
             return _INVALID_PARAMS
         try:
             en2 = bytes.fromhex(extranonce2)
-            ntime_int = int(ntime, 16)
-            nonce_int = int(nonce, 16)
+            times = bytes.fromhex(ntime + nonce)
         except ValueError:
             return _INVALID_PARAMS
-        # fromhex skips spaces and int() takes signs: reject what the length check let in.
-        if len(en2) != self.extranonce2_size or ntime_int < 0 or nonce_int < 0:
+        # fromhex skips whitespace (int() would also take signs, "0x", "_" and non-ASCII
+        # digits): fewer bytes than hex characters/2 means a field was not all hex digits.
+        if len(en2) != self.extranonce2_size or len(times) != 8:
             return _INVALID_PARAMS
+        ntime_int, nonce_int = _U32_PAIR(times)
         if not job.ntime <= ntime_int <= job.ntime + self.book.ntime_window:
             return _INVALID_NTIME
         if version_bits is None:
@@ -263,7 +277,11 @@ class ShareValidator:
         if hash_int <= job.network_target:
             seen.add(key)
             return _BLOCK
-        target = self._target if job.seq >= self._target_since else self.target_for(job)
+        if job.seq >= self._target_since:
+            target = self._target
+            self.difficulty = self._difficulty
+        else:
+            target, self.difficulty = self.target_for(job)
         if hash_int > target:
             return _LOW_DIFFICULTY
         seen.add(key)
@@ -276,10 +294,13 @@ class ShareValidator:
         if len(version_bits) != 8:
             return -1
         try:
-            bits = int(version_bits, 16)
+            raw = bytes.fromhex(version_bits)
         except ValueError:
             return -1
+        if len(raw) != 4:  # whitespace that fromhex skipped
+            return -1
+        bits = int.from_bytes(raw, "big")
         mask = self.version_mask
-        if bits < 0 or bits & ~mask:
+        if bits & ~mask:
             return -1
         return (job_version & ~mask & 0xFFFFFFFF) | bits

@@ -1,0 +1,114 @@
+"""Wires the proxy together and owns its lifetime: the one place that builds everything.
+
+Signal handlers only set an event (as uvicorn does); the main coroutine notices and shuts
+down in order: stop accepting, stop the pool side, close miners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+if sys.platform != "win32":  # uvloop is a dependency everywhere but Windows
+    import uvloop
+
+from proxy.config import Config
+from proxy.downstream import MinerServer
+from proxy.pools import PoolManager
+from proxy.stats import StatsRegistry
+
+log = structlog.get_logger("proxy.app")
+
+SWEEP_INTERVAL = 1.0
+"""Seconds between session sweeps (timeouts, vardiff for silent miners)."""
+
+
+def split_hostport(address: str) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` into its parts (validated by the config)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class Proxy:
+    """A running proxy: miner listeners, pool manager and housekeeping tasks."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = StatsRegistry()
+        self.pools = PoolManager(config)
+        self.server = MinerServer(config, self.pools, self.stats)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bind the listeners and start the pool manager."""
+        for address in self.config.server.listen:
+            host, port = split_hostport(address)
+            await self.server.listen(host, port)
+        self._spawn(self.pools.run())
+        self._spawn(self._sweep())
+        log.info("proxy started", listen=list(self.config.server.listen), ports=self.server.ports)
+
+    @property
+    def ports(self) -> list[int]:
+        """Bound miner ports (port 0 in the config picks a free one)."""
+        return self.server.ports
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.server.sweep()
+
+    async def stop(self) -> None:
+        """Stop accepting, close pools and miners, cancel housekeeping."""
+        self.server.stop_listening()
+        self.pools.close()
+        self.server.close_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        log.info("proxy stopped")
+
+    async def run_until_signalled(self) -> None:
+        """Start, wait for SIGINT/SIGTERM, stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        log.info("shutting down")
+        await self.stop()
+
+
+def run_forever(config: Config) -> int:
+    """Run the proxy in the foreground on uvloop (when available) until signalled."""
+
+    async def main() -> None:
+        await Proxy(config).run_until_signalled()
+
+    run_async(main())
+    return 0
+
+
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on uvloop where it is installed (the plain loop otherwise)."""
+    if sys.platform == "win32":  # pragma: no cover
+        asyncio.run(coro)
+        return
+    if sys.version_info >= (3, 12):
+        asyncio.run(coro, loop_factory=uvloop.new_event_loop)
+    else:
+        uvloop.run(coro)

@@ -1,0 +1,631 @@
+"""The miner-facing server: one :class:`MinerSession` per TCP connection.
+
+A session is an ``asyncio.Protocol``: bytes arrive in :meth:`MinerSession.data_received`,
+the sans-IO framer and codec turn them into messages, and each message is answered at
+once, except a share that meets the pool's target, whose answer waits for the pool's
+verdict (bounded by ``submit_timeout``). Nothing a miner sends can raise out of its
+session: peer errors are answered and counted against a leaky error budget, and anything
+unexpected closes only that connection.
+
+Requests are handled strictly in order. The only request that can wait is a subscribe
+while no pool is ready; reading is paused meanwhile, so later lines wait in the kernel,
+not in our memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import structlog
+
+from proxy.mining.extranonce import ExtranonceExhausted
+from proxy.mining.share import ShareValidator, Verdict
+from proxy.mining.target import difficulty_from_target
+from proxy.mining.vardiff import Vardiff
+from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
+from proxy.stratum.codec import (
+    TRUE_REPLY,
+    LineEncoder,
+    ShareReply,
+    decode_miner_line,
+    error_reply,
+    error_tail,
+    result_tail,
+)
+from proxy.stratum.errors import FramingError, LineTooLong, PeerError, RequestId
+from proxy.stratum.framing import LineFramer
+from proxy.stratum.messages import (
+    Authorize,
+    Configure,
+    ExtranonceSubscribe,
+    GetTransactions,
+    Notify,
+    Reconnect,
+    ReconnectParams,
+    Response,
+    SetDifficulty,
+    SetDifficultyParams,
+    SetExtranonce,
+    SetExtranonceParams,
+    SetVersionMask,
+    SetVersionMaskParams,
+    Submit,
+    Subscribe,
+    SuggestDifficulty,
+    SuggestTarget,
+)
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+    from proxy.pools import PoolManager
+    from proxy.upstream import UpstreamConnection
+
+log = structlog.get_logger("proxy.downstream")
+
+MAX_WORKER_NAME: Final = 256
+"""Longest worker name accepted at authorize; it becomes a metric label."""
+
+ERROR_REFILL_SECONDS: Final = 10.0
+"""The error budget refills one error per this many seconds (a leaky bucket)."""
+
+_ACCEPTED: Final = Verdict.ACCEPTED
+_BLOCK: Final = Verdict.BLOCK_CANDIDATE
+_REJECT_TAILS: Final = tuple(error_tail(v.error_code, v.error_message) for v in Verdict)
+_EMPTY_LIST_REPLY: Final = result_tail([])
+_NOT_SUBSCRIBED: Final = error_tail(25, "Not subscribed")
+_UNAUTHORIZED: Final = error_tail(24, "Unauthorized worker")
+
+
+class MinerServer:
+    """Everything sessions share: config, the pool manager, counters, the clock."""
+
+    def __init__(
+        self,
+        config: Config,
+        pools: PoolManager,
+        stats: StatsRegistry,
+        *,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.pools = pools
+        self.stats = stats
+        self.clock: Callable[[], float] = clock or asyncio.get_running_loop().time
+        self.sessions: set[MinerSession] = set()
+        self.encoder = LineEncoder()
+        self._servers: list[asyncio.Server] = []
+
+    def protocol_factory(self) -> MinerSession:
+        """A new session for an accepted connection."""
+        return MinerSession(self)
+
+    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+        """Start one miner listener."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            self.protocol_factory, host, port, reuse_port=reuse_port or None, backlog=4096
+        )
+        self._servers.append(server)
+        return server
+
+    @property
+    def ports(self) -> list[int]:
+        """The bound ports of every listener (useful with port 0 in tests)."""
+        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
+
+    def stop_listening(self) -> None:
+        """Stop accepting; existing sessions stay."""
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+
+    def sweep(self) -> None:
+        """Periodic housekeeping: handshake and idle timeouts, vardiff for silent miners."""
+        now = self.clock()
+        for session in list(self.sessions):
+            session.tick(now)
+
+    def close_all(self) -> None:
+        """Drop every miner connection (shutdown)."""
+        for session in list(self.sessions):
+            session.close("shutdown")
+
+
+class MinerSession(asyncio.Protocol):
+    """One miner connection: handshake, share submission, difficulty, job delivery."""
+
+    def __init__(self, server: MinerServer) -> None:
+        self.server = server
+        self.config = server.config
+        cfg = server.config
+        self.framer = LineFramer(cfg.server.max_line_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.log: Any = log
+        self.closed = False
+        now = server.clock()
+        self.connected_at = now
+        self.last_activity = now
+        self.handshake_deadline = now + cfg.server.handshake_timeout
+        self._errors = 0.0
+        self._errors_at = now
+        self._queue: deque[bytes | LineTooLong] = deque()
+        self._busy = False
+        # Handshake state.
+        self.subscribed = False
+        self.authorized = False
+        self.mining = False
+        self.extranonce_subscribed = False
+        self.miner_mask: int | None = None
+        self.workers: set[str] = set()
+        self.user_agent = ""
+        # Placement on an upstream connection.
+        self.upstream: UpstreamConnection | None = None
+        self.prefix = b""
+        self.extranonce1 = b""
+        self.extranonce2_size = 0
+        self.validator: ShareValidator | None = None
+        d = cfg.difficulty
+        self.vardiff = Vardiff(
+            initial=d.initial,
+            minimum=d.minimum,
+            maximum=d.maximum,
+            target_interval=d.target_share_interval,
+            retarget_interval=d.retarget_interval,
+            now=now,
+            enabled=d.vardiff,
+        )
+        self._stats_name = ""
+        self._stats: WorkerStats | None = None
+        self.pending_forwards = 0
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register the session, or refuse it when the miner limit is reached."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer = f"{peername[0]}:{peername[1]}"
+        self.log = log.bind(peer=self.peer)
+        server = self.server
+        if len(server.sessions) >= self.config.server.max_miners:
+            server.stats.connection("rejected_limit")
+            self.closed = True
+            transport.abort()
+            return
+        server.sessions.add(self)
+        server.stats.connection("accepted")
+        self.log.info("miner connected", miners=len(server.sessions))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Free the extranonce prefix and forget the session."""
+        self.closed = True
+        self.server.sessions.discard(self)
+        self.server.pools.detach(self)
+        self.upstream = None
+        if self._stats is not None:
+            self._stats.connections -= 1
+        self.log.info("miner disconnected", reason=str(exc) if exc else "closed")
+
+    def data_received(self, data: bytes) -> None:
+        """Frame and handle every complete line, in order."""
+        self.last_activity = self.server.clock()
+        items = self.framer.feed(data)
+        if self._busy:
+            self._queue.extend(items)
+            return
+        for i, item in enumerate(items):
+            if self.closed:
+                return
+            self._handle_item(item)
+            if self._busy:  # a subscribe is waiting for a pool: keep the rest in order
+                self._queue.extend(items[i + 1 :])
+                return
+
+    def eof_received(self) -> bool | None:
+        """The miner half-closed: answer what is in flight, then close."""
+        return None
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _handle_item(self, item: bytes | LineTooLong) -> None:
+        try:
+            if isinstance(item, LineTooLong):
+                raise item
+            self._handle_line(item)
+        except FramingError as exc:
+            self.server.stats.connection("closed_bad_input")
+            self.log.info("closing: not stratum", error=exc.message)
+            self.close(exc.message)
+        except PeerError as exc:
+            self._send(error_reply(exc))
+            self._count_error()
+        except Exception:
+            # A bug of ours must cost this miner its connection, never the process.
+            self.log.exception("session error")
+            self.close("internal error")
+
+    def _handle_line(self, line: bytes) -> None:
+        msg = decode_miner_line(line)
+        if type(msg) is Submit:  # the hot path skips the handler table
+            self._on_submit(msg)
+            return
+        handler = _HANDLERS.get(msg.__class__)
+        if handler is not None:
+            handler(self, msg)
+
+    def _count_error(self) -> None:
+        now = self.server.clock()
+        refill = (now - self._errors_at) / ERROR_REFILL_SECONDS
+        self._errors = max(0.0, self._errors - refill) + 1
+        self._errors_at = now
+        if self._errors > self.config.server.error_budget:
+            self.server.stats.connection("closed_error_budget")
+            self.log.info("closing: error budget exhausted")
+            self.close("error budget exhausted")
+
+    # ------------------------------------------------------------------ handshake
+
+    def _on_configure(self, msg: Configure) -> None:
+        result: dict[str, object] = {}
+        params = msg.params.parameters
+        for extension in msg.params.extensions:
+            if extension == "version-rolling":
+                result.update(self._configure_version_rolling(params))
+            elif extension == "minimum-difficulty":
+                result["minimum-difficulty"] = self._configure_min_difficulty(params)
+            elif extension == "subscribe-extranonce":
+                self.extranonce_subscribed = True
+                result["subscribe-extranonce"] = True
+            else:
+                result[extension] = False
+        self._reply(msg.id, result)
+
+    def _configure_version_rolling(self, params: Mapping[str, object]) -> dict[str, object]:
+        raw_mask = params.get("version-rolling.mask", "ffffffff")
+        try:
+            miner_mask = int(str(raw_mask), 16) & 0xFFFFFFFF
+        except ValueError:
+            return {"version-rolling": "invalid version-rolling.mask"}
+        self.miner_mask = miner_mask
+        granted = self.server.pools.version_mask & miner_mask
+        if not granted:
+            return {"version-rolling": False}
+        return {"version-rolling": True, "version-rolling.mask": f"{granted:08x}"}
+
+    def _configure_min_difficulty(self, params: Mapping[str, object]) -> bool | str:
+        value = params.get("minimum-difficulty.value")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            return "invalid minimum-difficulty.value"
+        self._apply(self.vardiff.set_floor(float(value), self.server.clock()))
+        return True
+
+    @property
+    def granted_mask(self) -> int:
+        """The version-rolling mask this miner may use now (0: no rolling)."""
+        if self.miner_mask is None or self.upstream is None:
+            return 0
+        return self.upstream.version_mask & self.miner_mask
+
+    def _on_subscribe(self, msg: Subscribe) -> None:
+        if self.subscribed:
+            self._reply_subscribe(msg.id)
+            return
+        self.user_agent = msg.params.user_agent[:128]
+        preferred = _resume_prefix(msg.params.session_id)
+        pools = self.server.pools
+        try:
+            upstream = pools.attach(self, preferred)
+        except ExtranonceExhausted:
+            upstream = None
+        if upstream is not None:
+            self._subscribed(msg.id)
+            return
+        self._busy = True
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        asyncio.get_running_loop().create_task(self._subscribe_later(msg.id, preferred))
+
+    async def _subscribe_later(self, request_id: RequestId, preferred: bytes | None) -> None:
+        timeout = max(0.0, self.handshake_deadline - self.server.clock())
+        upstream = await self.server.pools.attach_wait(self, preferred, timeout)
+        if self.closed:
+            if upstream is not None:
+                self.server.pools.detach(self)
+            return
+        if upstream is None:
+            self._send(error_tail(20, "No pool available").reply(request_id))
+            self.close("no pool available")
+            return
+        self._subscribed(request_id)
+        self._busy = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+        while self._queue and not self._busy and not self.closed:
+            self._handle_item(self._queue.popleft())
+
+    def attached(self, upstream: UpstreamConnection, prefix: bytes) -> None:
+        """Called by the pool manager when this session gets a place on ``upstream``."""
+        self.upstream = upstream
+        self.prefix = prefix
+        self.extranonce1 = prefix if upstream.fold else upstream.extranonce1
+        self.extranonce2_size = upstream.miner_extranonce2_size
+        now = self.server.clock()
+        self.vardiff.set_ceiling(upstream.difficulty, now)
+        validator = self.validator
+        if validator is None:
+            validator = self.validator = ShareValidator(
+                upstream.book,
+                extranonce1=self.extranonce1,
+                extranonce2_size=self.extranonce2_size,
+                difficulty=self.vardiff.difficulty,
+            )
+            validator.workers.update(self.workers)
+        else:
+            validator.set_extranonce(upstream.book, self.extranonce1, self.extranonce2_size)
+            validator.set_difficulty(self.vardiff.difficulty, upstream.book.ids.next_seq)
+        validator.version_mask = self.granted_mask
+
+    def _subscribed(self, request_id: RequestId) -> None:
+        self.subscribed = True
+        self._reply_subscribe(request_id)
+        self._maybe_start()
+
+    def _reply_subscribe(self, request_id: RequestId) -> None:
+        session_id = self.prefix.hex() or "00"
+        result = [
+            [["mining.set_difficulty", session_id], ["mining.notify", session_id]],
+            self.extranonce1.hex(),
+            self.extranonce2_size,
+        ]
+        self._reply(request_id, result)
+
+    def _on_authorize(self, msg: Authorize) -> None:
+        name = msg.params.username
+        if not name or len(name) > MAX_WORKER_NAME or not name.isprintable():
+            self._send(_UNAUTHORIZED.reply(msg.id))
+            return
+        if name not in self.workers:
+            self.workers.add(name)
+            if self.validator is not None:
+                self.validator.workers.add(name)
+            stats = self.server.stats.worker(name)
+            stats.connections += 1
+            if self._stats is None:
+                self._stats_name, self._stats = name, stats
+                self.log = self.log.bind(worker=name)
+        self.authorized = True
+        self._send(TRUE_REPLY.reply(msg.id))
+        self.log.info("miner authorized", agent=self.user_agent)
+        self._maybe_start()
+
+    def _on_extranonce_subscribe(self, msg: ExtranonceSubscribe) -> None:
+        self.extranonce_subscribed = True
+        self._send(TRUE_REPLY.reply(msg.id))
+
+    def _on_suggest_difficulty(self, msg: SuggestDifficulty) -> None:
+        self._send(TRUE_REPLY.reply(msg.id))
+        self._apply(self.vardiff.suggest(msg.params.difficulty, self.server.clock()))
+
+    def _on_suggest_target(self, msg: SuggestTarget) -> None:
+        try:
+            target = int(msg.params.target, 16)
+            if len(msg.params.target) > 64 or target <= 0:
+                raise ValueError
+        except ValueError:
+            raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id) from None
+        self._send(TRUE_REPLY.reply(msg.id))
+        self._apply(self.vardiff.suggest(difficulty_from_target(target), self.server.clock()))
+
+    def _on_get_transactions(self, msg: GetTransactions) -> None:
+        # bfgminer asks for every job; we never have the transactions, and saying so
+        # with an empty list keeps it mining (an error would not, in some versions).
+        self._send(_EMPTY_LIST_REPLY.reply(msg.id))
+
+    def _on_response(self, msg: Response) -> None:
+        """Replies to our client.get_version etc.: nothing to do."""
+
+    def _maybe_start(self) -> None:
+        """Once subscribed and authorized: difficulty, then the current job."""
+        if self.mining or not (self.subscribed and self.authorized) or self.upstream is None:
+            return
+        self.mining = True
+        self._send_difficulty(self.vardiff.difficulty)
+        line = self.upstream.current_line
+        if line is not None:
+            self._send(line)
+
+    # ------------------------------------------------------------------ shares (hot path)
+
+    def _on_submit(self, msg: Submit) -> None:
+        validator = self.validator
+        request_id = msg.id
+        if validator is None:
+            self._send(_NOT_SUBSCRIBED.reply(request_id))
+            return
+        p = msg.params
+        verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
+        stats = self._stats
+        if p.worker != self._stats_name:  # rare: several workers on one connection
+            stats = self.server.stats.worker(p.worker) if p.worker in self.workers else None
+        if verdict is _ACCEPTED:
+            self._send(TRUE_REPLY.reply(request_id))
+            self._credit(stats, validator.difficulty)
+        elif verdict <= _BLOCK:
+            upstream = self.upstream
+            assert upstream is not None
+            self.pending_forwards += 1
+            upstream.forward(self, request_id, stats, validator, verdict)
+        else:
+            self._send(_REJECT_TAILS[verdict].reply(request_id))
+            if stats is not None:
+                stats.counts[verdict] += 1
+            return
+        new_difficulty = self.vardiff.on_share(self.last_activity)
+        if new_difficulty is not None:
+            self._apply(new_difficulty)
+
+    def _credit(self, stats: WorkerStats | None, difficulty: float) -> None:
+        if stats is not None:
+            stats.accepted += 1
+            stats.difficulty_sum += difficulty
+            stats.last_share = self.last_activity
+
+    def answer_forwarded(
+        self,
+        request_id: RequestId,
+        stats: WorkerStats | None,
+        difficulty: float,
+        verdict: Verdict,
+        reply: ShareReply | None,
+    ) -> None:
+        """The pool answered a forwarded share (``reply``), or it timed out / was lost (None).
+
+        The miner hears the pool's verdict when there is one: its code where it gave one,
+        else 20. Without one, the local verdict stands and the case is counted.
+        """
+        self.pending_forwards -= 1
+        if reply is None or reply.accepted:
+            self._send(TRUE_REPLY.reply(request_id))
+            self._credit(stats, difficulty)
+            if stats is not None and verdict is _BLOCK:
+                stats.blocks += 1
+            if reply is None and stats is not None:
+                stats.upstream_timeouts += 1
+            return
+        code = reply.code if reply.code is not None else 20
+        self._send(error_tail(code, reply.message or "Rejected by pool").reply(request_id))
+        if stats is not None:
+            stats.counts[UPSTREAM_REJECTED] += 1
+
+    # ------------------------------------------------------------------ difficulty and jobs
+
+    def _apply(self, difficulty: float | None) -> None:
+        """Put a new difficulty in force: set_difficulty, then a fresh job id to carry it."""
+        if difficulty is None or self.validator is None or self.upstream is None:
+            return
+        book = self.upstream.book
+        self.validator.set_difficulty(difficulty, book.ids.next_seq)
+        if not self.mining:
+            return
+        self._send_difficulty(difficulty)
+        current = book.current
+        notify = self.upstream.current_notify
+        if current is None or notify is None:
+            return
+        alias = current.alias(*book.ids.take())
+        self.validator.remember_alias(alias)
+        params = msgspec.structs.replace(notify, job_id=alias.job_id, clean_jobs=False)
+        self._send(self.server.encoder.encode(Notify(params=params)))
+
+    def _send_difficulty(self, difficulty: float) -> None:
+        self._send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
+
+    def on_pool_difficulty(self, pool_difficulty: float, now: float) -> None:
+        """The pool's difficulty changed: clamp this miner below it (hashrate conservation)."""
+        self._apply(self.vardiff.set_ceiling(pool_difficulty, now))
+
+    def on_version_mask(self) -> None:
+        """The pool changed its version mask: tell a rolling miner at once (BIP310)."""
+        if self.miner_mask is None or self.validator is None:
+            return
+        granted = self.granted_mask
+        self.validator.version_mask = granted
+        self._send(self.server.encoder.encode(SetVersionMask(params=SetVersionMaskParams(f"{granted:08x}"))))
+
+    def send_job(self, line: bytes) -> None:
+        """A new job line from this session's upstream connection."""
+        if self.mining and self.transport is not None:
+            self.transport.write(line)
+
+    def moved(self, old_extranonce1: bytes, old_size: int) -> None:
+        """After :meth:`attached` put us on another upstream connection (failover).
+
+        Same extranonce layout: nothing to tell the miner, the next job carries on. A new
+        layout: ``mining.set_extranonce`` where the miner asked for it, else reconnect.
+        Either way a fresh job id follows (cpuminer-multi keeps the old extranonce1 while
+        the job id repeats).
+        """
+        if not self.subscribed:
+            return
+        if (self.extranonce1, self.extranonce2_size) != (old_extranonce1, old_size):
+            if not self.extranonce_subscribed:
+                self.reconnect()
+                return
+            params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
+            self._send(self.server.encoder.encode(SetExtranonce(params=params)))
+        if self.mining:
+            self._send_difficulty(self.vardiff.difficulty)
+            if self.upstream is not None and self.upstream.current_line is not None:
+                self._send(self.upstream.current_line)
+
+    def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
+        """Ask the miner to reconnect (to us, or another instance) and close."""
+        params = ReconnectParams(host, port, wait) if host else ReconnectParams()
+        self._send(self.server.encoder.encode(Reconnect(params=params)))
+        self.close("reconnect requested")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def tick(self, now: float) -> None:
+        """Timeouts and vardiff for a miner that stopped submitting."""
+        if self.closed:
+            return
+        if not self.mining and now > self.handshake_deadline:
+            self.server.stats.connection("closed_handshake_timeout")
+            self.close("handshake timeout")
+        elif now - self.last_activity > self.config.server.idle_timeout:
+            self.server.stats.connection("closed_idle")
+            self.close("idle timeout")
+        elif self.mining:
+            self._apply(self.vardiff.poll(now))
+
+    def _reply(self, request_id: RequestId, result: object) -> None:
+        self._send(result_tail(result).reply(request_id))
+
+    def _send(self, line: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.write(line)
+
+    def close(self, reason: str) -> None:
+        """Close after flushing what was written (a bounded wait, then abort)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.log.debug("closing", reason=reason)
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        if transport.get_write_buffer_size() > 0:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(5.0, transport.abort)
+
+
+def _resume_prefix(session_id: str | None) -> bytes | None:
+    """The prefix a returning miner had: our session ids are its hex."""
+    if not session_id or len(session_id) > 16:
+        return None
+    try:
+        return bytes.fromhex(session_id)
+    except ValueError:
+        return None
+
+
+_HANDLERS: Final[dict[type, Callable[[MinerSession, Any], None]]] = {
+    Configure: MinerSession._on_configure,
+    Subscribe: MinerSession._on_subscribe,
+    Authorize: MinerSession._on_authorize,
+    ExtranonceSubscribe: MinerSession._on_extranonce_subscribe,
+    SuggestDifficulty: MinerSession._on_suggest_difficulty,
+    SuggestTarget: MinerSession._on_suggest_target,
+    GetTransactions: MinerSession._on_get_transactions,
+    Response: MinerSession._on_response,
+}

@@ -1,0 +1,145 @@
+"""Variable difficulty per miner, pure: time is passed in as ``now``.
+
+Each miner should submit a share about every ``target_interval`` seconds, whatever its
+hashrate: few enough shares to keep the proxy cheap, enough to measure the miner. Share
+arrival is a Poisson process whose rate is ``hashrate / (difficulty * 2**32)``, so the
+interval observed over a window scales linearly with difficulty and the correction is
+``difficulty * target_interval / observed_interval``.
+
+The estimate is noisy over few shares, so a retarget waits for enough shares or enough
+time, moves at most :data:`MAX_STEP` per retarget, and ignores corrections inside the
+:data:`DEADBAND` to avoid flapping (every change costs the miner a fresh job).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+SHARES_PER_RETARGET: Final = 16
+"""Shares in a window before the rate is trusted (16 shares: about +-25% at 1 sigma)."""
+
+MAX_STEP: Final = 8.0
+"""At most x8 or /8 per retarget: a new ASIC at a CPU-miner difficulty still converges in
+a few steps, and a noisy window cannot swing a miner wildly."""
+
+DEADBAND: Final = (0.7, 1.4)
+"""Corrections within this factor are left alone."""
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    """``value`` bounded to ``[low, high]`` (``low`` wins if the bounds cross)."""
+    return max(low, min(value, high))
+
+
+class Vardiff:
+    """One miner's difficulty controller.
+
+    ``ceiling`` is the upstream clamp: a miner's difficulty never exceeds the difficulty of
+    the pool session its shares go to, or the pool would credit less work than was done.
+    ``floor`` is raised by BIP310 ``minimum-difficulty`` and ``suggest_difficulty``.
+    """
+
+    __slots__ = (
+        "_ceiling",
+        "_floor",
+        "_shares",
+        "_window_start",
+        "difficulty",
+        "enabled",
+        "maximum",
+        "minimum",
+        "retarget_interval",
+        "target_interval",
+    )
+
+    def __init__(
+        self,
+        *,
+        initial: float,
+        minimum: float,
+        maximum: float,
+        target_interval: float,
+        retarget_interval: float,
+        now: float,
+        enabled: bool = True,
+        ceiling: float = math.inf,
+    ) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.target_interval = target_interval
+        self.retarget_interval = retarget_interval
+        self.enabled = enabled
+        self._floor = minimum
+        self._ceiling = ceiling
+        self._shares = 0
+        self._window_start = now
+        self.difficulty = self._bounded(initial)
+
+    def _bounded(self, difficulty: float) -> float:
+        high = min(self.maximum, self._ceiling)
+        return clamp(difficulty, min(self._floor, high), high)
+
+    def _restart(self, now: float) -> None:
+        self._shares = 0
+        self._window_start = now
+
+    def set_ceiling(self, ceiling: float, now: float) -> float | None:
+        """The pool's difficulty changed; return the new difficulty if the miner must move."""
+        self._ceiling = ceiling
+        return self._move_to(self._bounded(self.difficulty), now)
+
+    def set_floor(self, floor: float, now: float) -> float | None:
+        """The miner asked for at least ``floor`` (BIP310 minimum-difficulty)."""
+        self._floor = clamp(floor, self.minimum, self.maximum)
+        return self._move_to(self._bounded(self.difficulty), now)
+
+    def suggest(self, difficulty: float, now: float) -> float | None:
+        """The miner suggested a difficulty: take it, within the bounds."""
+        return self._move_to(self._bounded(difficulty), now)
+
+    def reconfigure(
+        self, *, minimum: float, maximum: float, target_interval: float, enabled: bool, now: float
+    ) -> float | None:
+        """New settings from a config reload; return the new difficulty if it changes."""
+        self.minimum = minimum
+        self.maximum = maximum
+        self.target_interval = target_interval
+        self.enabled = enabled
+        self._floor = clamp(self._floor, minimum, maximum)
+        return self._move_to(self._bounded(self.difficulty), now)
+
+    def on_share(self, now: float) -> float | None:
+        """Count an accepted share; return a new difficulty when a retarget is due."""
+        self._shares += 1
+        if self._shares < SHARES_PER_RETARGET:
+            return None
+        return self.poll(now)
+
+    def poll(self, now: float) -> float | None:
+        """Re-evaluate (called on shares and from a periodic tick for silent miners)."""
+        if not self.enabled:
+            return None
+        elapsed = now - self._window_start
+        if elapsed < self.retarget_interval and self._shares < SHARES_PER_RETARGET:
+            return None
+        if self._shares == 0:
+            # No share at all: the true interval is at least `elapsed`; only act once that
+            # is clearly too long, so one unlucky gap does not cut the difficulty.
+            if elapsed < 4 * self.target_interval:
+                return None
+            ratio = self.target_interval / elapsed
+        else:
+            ratio = self.target_interval * self._shares / max(elapsed, 1e-9)
+        ratio = clamp(ratio, 1 / MAX_STEP, MAX_STEP)
+        if DEADBAND[0] <= ratio <= DEADBAND[1]:
+            self._restart(now)
+            return None
+        return self._move_to(self._bounded(self.difficulty * ratio), now)
+
+    def _move_to(self, difficulty: float, now: float) -> float | None:
+        self._restart(now)
+        if difficulty == self.difficulty:
+            return None
+        self.difficulty = difficulty
+        return difficulty

@@ -1,0 +1,382 @@
+"""Pool selection and failover: which upstream connection each miner's shares go to.
+
+Pools are tried in priority order. The *active* pool is the one miners mine on. When it
+fails (connect error, handshake failure, silence), miners move to the best other pool that
+is ready, without being disconnected where the extranonce layout allows; pools of higher
+priority keep being retried with exponential backoff and jitter, and once one has been
+healthy for ``primary_hold`` seconds the miners move back to it.
+
+Within the active pool, miners fill upstream connections up to the extranonce prefix space;
+a new connection opens when all are full (or per miner, when the pool's extranonce2 is too
+small to split).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from proxy.mining.job import JobIds
+from proxy.mining.share import ShareValidator
+from proxy.stratum.codec import ShareReply
+from proxy.upstream import UpstreamConnection
+
+if TYPE_CHECKING:
+    from proxy.config import Config, PoolConfig
+    from proxy.downstream import MinerSession
+
+log = structlog.get_logger("proxy.pools")
+
+DEFAULT_VERSION_MASK = 0x1FFFE000
+"""What we offer a miner that configures before any pool has answered: BIP320's bits,
+which every pool that rolls grants. Corrected with set_version_mask if the pool differs."""
+
+
+class PoolState:
+    """One configured pool: its connections, health and reconnect backoff."""
+
+    def __init__(self, config: PoolConfig, index: int) -> None:
+        self.config = config
+        self.index = index
+        self.connections: list[UpstreamConnection] = []
+        self.connecting = 0
+        self.backoff = 0.0
+        self.retry_at = 0.0
+        self.healthy_since: float | None = None
+        self.redirect: tuple[str, int] | None = None
+        self.accepted = 0
+        self.rejected = 0
+        self.blocks = 0
+        self.jobs = 0
+        self.timeouts = 0
+
+    @property
+    def name(self) -> str:
+        """The pool's configured name."""
+        return self.config.name
+
+    def ready_connections(self) -> list[UpstreamConnection]:
+        """Connections that completed their handshake and have a job."""
+        return [c for c in self.connections if c.ready and not c.retired]
+
+    @property
+    def is_ready(self) -> bool:
+        """True when at least one connection is ready."""
+        return any(c.ready and not c.retired for c in self.connections)
+
+
+class PoolManager:
+    """Owns every upstream connection and decides where miners go."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] | None = None) -> None:
+        self.config = config
+        self.clock: Callable[[], float] = clock or asyncio.get_running_loop().time
+        self.ids = JobIds()
+        self.pools = [PoolState(p, i) for i, p in enumerate(config.pools)]
+        self.active: PoolState | None = None
+        self.waiting: set[MinerSession] = set()
+        # Miners whose connection died with no other pool ready: moved when one is.
+        self.orphans: set[MinerSession] = set()
+        self._capacity = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_mask = DEFAULT_VERSION_MASK
+        self._closing = False
+        self.on_block: Callable[[UpstreamConnection, MinerSession, ShareValidator], None] | None = None
+
+    # ------------------------------------------------------------------ miners
+
+    @property
+    def version_mask(self) -> int:
+        """The version mask of the active pool (what a configuring miner is offered)."""
+        if self.active is not None:
+            for conn in self.active.ready_connections():
+                self._last_mask = conn.version_mask
+                break
+        return self._last_mask
+
+    def attach(self, session: MinerSession, preferred: bytes | None = None) -> UpstreamConnection | None:
+        """Place a miner on a ready connection of the active pool, if one has room."""
+        pool = self.active
+        if pool is None:
+            return None
+        for conn in pool.ready_connections():
+            if not conn.allocator.full:
+                prefix = conn.allocator.allocate(preferred)
+                conn.miners.add(session)
+                session.attached(conn, prefix)
+                return conn
+        self._open(pool)  # all full: grow the pool by one connection
+        return None
+
+    async def attach_wait(
+        self, session: MinerSession, preferred: bytes | None, timeout: float
+    ) -> UpstreamConnection | None:
+        """Wait up to ``timeout`` for room on the active pool."""
+        deadline = self.clock() + timeout
+        self.waiting.add(session)
+        try:
+            while not session.closed:
+                conn = self.attach(session, preferred)
+                if conn is not None:
+                    return conn
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    return None
+                self._capacity.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._capacity.wait(), min(remaining, 1.0))
+            return None
+        finally:
+            self.waiting.discard(session)
+
+    def detach(self, session: MinerSession) -> None:
+        """Free a miner's prefix (disconnect, or before a move)."""
+        self.orphans.discard(session)
+        conn = session.upstream
+        if conn is None:
+            return
+        conn.miners.discard(session)
+        conn.allocator.release(session.prefix)
+        pool = self.pools[conn.pool_index]
+        if not conn.miners and pool.connections and conn is not pool.connections[0] and not conn.retired:
+            conn.retired = True  # an extra connection nobody uses any more
+        self._capacity.set()
+
+    def move(self, session: MinerSession, target: PoolState) -> None:
+        """Move one miner to a connection of ``target`` (failover, failback, relayout)."""
+        old_e1, old_size = session.extranonce1, session.extranonce2_size
+        old_prefix = session.prefix
+        self.detach(session)
+        session.upstream = None
+        for conn in target.ready_connections():
+            if not conn.allocator.full:
+                prefix = conn.allocator.allocate(old_prefix)
+                conn.miners.add(session)
+                session.attached(conn, prefix)
+                session.moved(old_e1, old_size)
+                return
+        self._open(target)
+        session.reconnect()  # no room right now: the miner comes back to a fresh slot
+
+    # ------------------------------------------------------------------ connections
+
+    def _open(self, pool: PoolState) -> None:
+        if self._closing or pool.connecting or self.clock() < pool.retry_at:
+            return
+        pool.connecting += 1
+        task = asyncio.get_running_loop().create_task(self._connect(pool))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, pool: PoolState) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = pool.redirect or (pool.config.host, pool.config.port)
+        conn = UpstreamConnection(self, pool.config, pool.index, self.ids)
+        try:
+            context = ssl.create_default_context() if pool.config.tls else None
+            await asyncio.wait_for(
+                loop.create_connection(lambda: conn, host, port, ssl=context),
+                self.config.upstream.connect_timeout,
+            )
+            pool.connections.append(conn)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            log.warning("pool connect failed", pool=pool.name, error=str(exc) or type(exc).__name__)
+            self._failed(pool)
+        finally:
+            pool.connecting -= 1
+
+    def _failed(self, pool: PoolState) -> None:
+        upstream = self.config.upstream
+        pool.backoff = min(max(pool.backoff * 2, upstream.backoff_initial), upstream.backoff_max)
+        # Jitter spreads reconnects of many proxies after a pool outage.
+        pool.retry_at = self.clock() + pool.backoff * random.uniform(0.5, 1.5)
+        pool.healthy_since = None
+
+    def upstream_ready(self, conn: UpstreamConnection) -> None:
+        """A connection finished its handshake and has a job."""
+        pool = self.pools[conn.pool_index]
+        pool.backoff = 0.0
+        if pool.healthy_since is None:
+            pool.healthy_since = self.clock()
+        if self.active is None or not self.active.is_ready:
+            self._switch(pool)
+        elif pool is self.active and self.orphans:
+            self._switch(pool)  # re-home miners left without a connection
+        self._capacity.set()
+
+    def upstream_lost(self, conn: UpstreamConnection) -> None:
+        """A connection closed: move its miners, back off if it never worked."""
+        pool = self.pools[conn.pool_index]
+        if conn in pool.connections:
+            pool.connections.remove(conn)
+        if not conn.retired and not self._closing:
+            self._failed(pool)
+        if not pool.is_ready:
+            pool.healthy_since = None
+        orphans = list(conn.miners)
+        conn.miners.clear()
+        if not orphans or self._closing:
+            return
+        if pool is self.active and pool.is_ready:
+            target: PoolState | None = pool
+        else:
+            target = self._best_ready()
+            if target is not None and target is not self.active:
+                log.warning("failing over", from_pool=pool.name, to_pool=target.name)
+                self.active = target
+        for session in orphans:
+            session.upstream = None
+            if target is None:
+                self.orphans.add(session)
+            else:
+                self.move(session, target)
+
+    def relayout(self, conn: UpstreamConnection) -> None:
+        """The pool changed the extranonce layout of ``conn``: re-place its miners."""
+        sessions = list(conn.miners)
+        conn.miners.clear()
+        pool = self.pools[conn.pool_index]
+        for session in sessions:
+            session.upstream = None
+            self.move(session, pool)
+
+    def pool_redirect(
+        self, conn: UpstreamConnection, host: str | None, port: int | str | None, wait: float
+    ) -> None:
+        """``client.reconnect`` from a pool: same host only, unless redirects are allowed."""
+        pool = self.pools[conn.pool_index]
+        try:
+            new_port = int(port) if port is not None else pool.config.port
+        except ValueError:
+            new_port = pool.config.port
+        if host and host != pool.config.host and not self.config.upstream.allow_redirect:
+            log.warning("ignoring pool redirect to another host", pool=pool.name, host=host)
+            host = None
+        pool.redirect = (host or pool.config.host, new_port)
+        pool.retry_at = self.clock() + min(max(wait, 0.0), 300.0)
+        conn.retired = True  # not a failure: no backoff
+
+    # ------------------------------------------------------------------ selection
+
+    def _best_ready(self) -> PoolState | None:
+        return next((p for p in self.pools if p.is_ready), None)
+
+    def _switch(self, pool: PoolState) -> None:
+        old = self.active
+        self.active = pool
+        if old is not None and old is not pool:
+            log.warning("active pool", pool=pool.name, previous=old.name)
+            for session in [s for c in old.connections for s in list(c.miners)]:
+                self.move(session, pool)
+            for conn in old.connections:
+                conn.retired = True
+        orphans, self.orphans = self.orphans, set()
+        for session in orphans:
+            if not session.closed:
+                self.move(session, pool)
+        self._capacity.set()  # subscribes waiting for a pool retry now
+
+    def tick(self) -> None:
+        """Periodic: timeouts, failback to a better pool, keep connections open."""
+        now = self.clock()
+        for pool in self.pools:
+            for conn in list(pool.connections):
+                conn.sweep(now)
+        self._failback(now)
+        self._maintain()
+
+    def _failback(self, now: float) -> None:
+        active = self.active
+        if active is not None and not active.is_ready:
+            best = self._best_ready()
+            if best is not None:
+                self._switch(best)
+            return
+        hold = self.config.upstream.primary_hold
+        for pool in self.pools:
+            if active is not None and pool.index >= active.index:
+                return
+            if pool.is_ready and pool.healthy_since is not None and now - pool.healthy_since >= hold:
+                self._switch(pool)
+                return
+
+    def _maintain(self) -> None:
+        """Keep one connection to the active pool and to every pool of higher priority."""
+        if self._closing:
+            return
+        limit = self.active.index if self.active is not None and self.active.is_ready else len(self.pools) - 1
+        for pool in self.pools[: limit + 1]:
+            if not any(not c.retired for c in pool.connections):
+                self._open(pool)
+        for pool in self.pools[limit + 1 :]:
+            for conn in pool.connections:
+                if not conn.miners:
+                    conn.retired = True
+
+    def job_received(self, conn: UpstreamConnection) -> None:
+        """Count a job from a pool."""
+        self.pools[conn.pool_index].jobs += 1
+
+    def share_settled(self, conn: UpstreamConnection, reply: ShareReply | None, latency: float) -> None:
+        """Count the pool's verdict on a forwarded share."""
+        pool = self.pools[conn.pool_index]
+        if reply is None:
+            return
+        if reply.accepted:
+            pool.accepted += 1
+        else:
+            pool.rejected += 1
+        del latency
+
+    def submit_timed_out(self, conn: UpstreamConnection) -> None:
+        """Count a forwarded share the pool never answered in time."""
+        self.pools[conn.pool_index].timeouts += 1
+
+    def block_found(self, conn: UpstreamConnection, session: MinerSession, validator: ShareValidator) -> None:
+        """A block candidate goes upstream: count and report it."""
+        pool = self.pools[conn.pool_index]
+        pool.blocks += 1
+        log.warning(
+            "block candidate",
+            pool=pool.name,
+            worker=next(iter(session.workers), "?"),
+            hash=validator.hash_int.to_bytes(32, "big").hex(),
+        )
+        if self.on_block is not None:
+            self.on_block(conn, session, validator)
+
+    async def run(self, interval: float = 0.5) -> None:
+        """The manager's loop: connect, then tick until cancelled."""
+        self._maintain()
+        while True:
+            await asyncio.sleep(interval)
+            self.tick()
+
+    def close(self) -> None:
+        """Close every upstream connection (shutdown)."""
+        self._closing = True
+        for pool in self.pools:
+            for conn in list(pool.connections):
+                conn.close()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Per-pool state for logs and the API."""
+        return [
+            {
+                "name": p.name,
+                "active": p is self.active,
+                "ready": p.is_ready,
+                "connections": len(p.connections),
+                "miners": sum(len(c.miners) for c in p.connections),
+                "accepted": p.accepted,
+                "rejected": p.rejected,
+                "blocks": p.blocks,
+            }
+            for p in self.pools
+        ]

@@ -1,0 +1,423 @@
+"""One connection to a pool: handshake, jobs in, shares out, verdicts back.
+
+The connection subscribes once for many miners. The pool's extranonce1 (E1) is folded into
+the coinb1 the miners receive, and each miner gets a distinct prefix of the pool's
+extranonce2 as its own extranonce1 (PROTOCOL.md, "Aggregation"): the miner's extranonce1 is
+then independent of the pool, so moving a miner to another pool connection with the same
+layout changes nothing the miner was told at subscribe. When the pool's extranonce2 is too
+small to split, the connection serves one miner, which then sees the pool's E1 unchanged.
+
+Each pool job becomes one proxy job with a process-unique id, encoded once and written to
+every miner on the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import structlog
+
+from proxy import __version__
+from proxy.mining.extranonce import ExtranonceAllocator, prefix_size_for
+from proxy.mining.job import Job, JobBook, JobError, JobIds
+from proxy.mining.share import ShareValidator, Verdict
+from proxy.mining.target import target_from_difficulty
+from proxy.stats import WorkerStats
+from proxy.stratum.codec import LineEncoder, ShareReply, decode_server_line, encode_notify, parse_share_reply
+from proxy.stratum.errors import FramingError, LineTooLong, PeerError
+from proxy.stratum.framing import LineFramer
+from proxy.stratum.messages import (
+    GetVersion,
+    Notify,
+    NotifyParams,
+    Reconnect,
+    Response,
+    SetDifficulty,
+    SetExtranonce,
+    SetVersionMask,
+    ShowMessage,
+)
+
+if TYPE_CHECKING:
+    from proxy.config import PoolConfig
+    from proxy.downstream import MinerSession
+    from proxy.pools import PoolManager
+
+log = structlog.get_logger("proxy.upstream")
+
+REQUESTED_VERSION_MASK: Final = "ffffffff"
+"""Ask the pool for every bit; it grants what it allows."""
+
+_CONFIGURE_ID: Final = 1
+_SUBSCRIBE_ID: Final = 2
+_AUTHORIZE_ID: Final = 3
+_FIRST_SUBMIT_ID: Final = 10
+
+
+class PendingShare:
+    """A forwarded share waiting for the pool's verdict."""
+
+    __slots__ = ("difficulty", "request_id", "sent_at", "session", "stats", "verdict")
+
+    def __init__(
+        self,
+        session: MinerSession,
+        request_id: Any,
+        stats: WorkerStats | None,
+        difficulty: float,
+        verdict: Verdict,
+        sent_at: float,
+    ) -> None:
+        self.session = session
+        self.request_id = request_id
+        self.stats = stats
+        self.difficulty = difficulty
+        self.verdict = verdict
+        self.sent_at = sent_at
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A Stratum client session to one pool, shared by many miners."""
+
+    def __init__(self, manager: PoolManager, pool: PoolConfig, pool_index: int, ids: JobIds) -> None:
+        self.manager = manager
+        self.pool = pool
+        self.pool_index = pool_index
+        cfg = manager.config
+        self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
+        self.encoder = LineEncoder()
+        self.transport: asyncio.Transport | None = None
+        self.log: Any = log.bind(pool=pool.name)
+        now = manager.clock()
+        self.started_at = now
+        self.last_message = now
+        self.last_job = now
+        self.ready = False
+        self.closed = False
+        self.retired = False
+        # Layout, from the subscribe result.
+        self.extranonce1 = b""
+        self.extranonce2_size = 0
+        self.prefix_size = 0
+        self.fold = True
+        self.miner_extranonce2_size = 0
+        self.allocator = ExtranonceAllocator(0)
+        self._subscribed = False
+        self._authorized = False
+        self.version_mask = 0
+        self.difficulty = 1.0
+        self.book = JobBook(ids, ntime_window=cfg.server.ntime_window)
+        self.current_notify: NotifyParams | None = None
+        self.current_line: bytes | None = None
+        self.miners: set[MinerSession] = set()
+        self._next_id = _FIRST_SUBMIT_ID
+        self.pending: dict[int, PendingShare] = {}
+        self.accepted = 0
+        self.rejected = 0
+        self.latency = 0.0
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send configure, subscribe and authorize at once (pools answer in order)."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.log.info("pool connected", url=f"{self.pool.host}:{self.pool.port}")
+        self._request(
+            _CONFIGURE_ID,
+            "mining.configure",
+            [
+                ["version-rolling"],
+                {"version-rolling.mask": REQUESTED_VERSION_MASK, "version-rolling.min-bit-count": 2},
+            ],
+        )
+        self._request(_SUBSCRIBE_ID, "mining.subscribe", [f"stratum-proxy/{__version__}"])
+        self._request(_AUTHORIZE_ID, "mining.authorize", [self.pool.user, self.pool.password])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Answer every share in flight with its local verdict and tell the manager."""
+        was_ready = self.ready
+        self.closed = True
+        self.ready = False
+        self.book.void_all()
+        self._flush_pending()
+        self.log.info("pool disconnected", reason=str(exc) if exc else "closed", was_ready=was_ready)
+        self.manager.upstream_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        """Handle every complete line from the pool."""
+        self.last_message = self.manager.clock()
+        for item in self.framer.feed(data):
+            if self.closed:
+                return
+            try:
+                if isinstance(item, LineTooLong):
+                    raise item
+                self._handle(decode_server_line(item))
+            except FramingError as exc:
+                self.log.warning("pool sent non-stratum data; closing", error=exc.message)
+                self.close()
+            except PeerError as exc:
+                self.log.warning("pool sent a bad message", error=exc.message)
+            except Exception:
+                self.log.exception("error handling pool message")
+                self.close()
+
+    # ------------------------------------------------------------------ pool -> proxy
+
+    def _handle(self, msg: object) -> None:
+        if isinstance(msg, Response):
+            self._on_response(msg)
+        elif isinstance(msg, Notify):
+            self._on_notify(msg.params)
+        elif isinstance(msg, SetDifficulty):
+            self._on_set_difficulty(msg.params.difficulty)
+        elif isinstance(msg, SetVersionMask):
+            self._on_set_version_mask(msg.params.mask)
+        elif isinstance(msg, SetExtranonce):
+            self._on_set_extranonce(msg.params.extranonce1, msg.params.extranonce2_size)
+        elif isinstance(msg, Reconnect):
+            self._on_reconnect(msg)
+        elif isinstance(msg, ShowMessage):
+            self.log.info("pool message", text=msg.params.message[:500])
+        elif isinstance(msg, GetVersion):
+            self._send_line(
+                self.encoder.encode({"id": msg.id, "result": f"stratum-proxy/{__version__}", "error": None})
+            )
+
+    def _on_response(self, msg: Response) -> None:
+        request_id = msg.id
+        if isinstance(request_id, int) and request_id >= _FIRST_SUBMIT_ID:
+            pending = self.pending.pop(request_id, None)
+            if pending is not None:
+                self._settle(pending, parse_share_reply(msg))
+            return
+        if request_id == _CONFIGURE_ID:
+            self._on_configure_result(msg)
+        elif request_id == _SUBSCRIBE_ID:
+            self._on_subscribe_result(msg)
+        elif request_id == _AUTHORIZE_ID:
+            self._on_authorize_result(msg)
+
+    def _on_configure_result(self, msg: Response) -> None:
+        try:
+            result = msgspec.json.decode(msg.result)
+            if isinstance(result, dict) and result.get("version-rolling") is True:
+                self.version_mask = int(str(result.get("version-rolling.mask", "0")), 16) & 0xFFFFFFFF
+        except (msgspec.DecodeError, ValueError):
+            self.version_mask = 0
+        self.log.debug("pool version rolling", mask=f"{self.version_mask:08x}")
+
+    def _on_subscribe_result(self, msg: Response) -> None:
+        try:
+            _, extranonce1, size = msgspec.json.decode(msg.result, type=tuple[Any, str, int])
+            e1 = bytes.fromhex(extranonce1)
+        except (msgspec.DecodeError, ValueError):
+            self._handshake_failed(f"bad subscribe result: {bytes(msg.result)[:200]!r}")
+            return
+        if not 0 <= size <= 32 or len(e1) > 32:
+            self._handshake_failed(
+                f"unusable extranonce layout: extranonce1 {len(e1)} bytes, extranonce2 {size}"
+            )
+            return
+        self._set_layout(e1, size)
+        self._subscribed = True
+        self._maybe_ready()
+
+    def _on_authorize_result(self, msg: Response) -> None:
+        if bytes(msg.result).strip() != b"true":
+            reply = parse_share_reply(msg)
+            self._handshake_failed(f"authorize refused: {reply.message}")
+            return
+        self._authorized = True
+        self._maybe_ready()
+
+    def _set_layout(self, extranonce1: bytes, size: int) -> None:
+        self.extranonce1 = extranonce1
+        self.extranonce2_size = size
+        self.prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
+        self.fold = self.prefix_size > 0
+        self.miner_extranonce2_size = size - self.prefix_size
+        self.allocator = ExtranonceAllocator(self.prefix_size)
+
+    def _maybe_ready(self) -> None:
+        if self.ready or not (self._subscribed and self._authorized) or self.current_line is None:
+            return
+        self.ready = True
+        self.log.info(
+            "pool ready",
+            extranonce1=self.extranonce1.hex(),
+            extranonce2_size=self.extranonce2_size,
+            prefix_size=self.prefix_size,
+            version_mask=f"{self.version_mask:08x}",
+            difficulty=self.difficulty,
+        )
+        self.manager.upstream_ready(self)
+
+    def _handshake_failed(self, reason: str) -> None:
+        self.log.warning("pool handshake failed", reason=reason)
+        self.close()
+
+    def _on_notify(self, params: NotifyParams) -> None:
+        now = self.manager.clock()
+        if not self._subscribed:
+            return  # jobs before the subscribe result cannot be folded yet; the pool resends
+        job_id, seq = self.book.ids.take()
+        try:
+            job = Job.from_notify(
+                job_id=job_id,
+                upstream_job_id=params.job_id,
+                seq=seq,
+                prevhash=params.prevhash,
+                coinb1=params.coinb1,
+                coinb2=params.coinb2,
+                merkle_branch=params.merkle_branch,
+                version=params.version,
+                nbits=params.nbits,
+                ntime=params.ntime,
+                clean_jobs=params.clean_jobs,
+                created=now,
+                upstream_target=self.book.upstream_target,
+                coinb1_suffix=self.extranonce1 if self.fold else b"",
+            )
+        except JobError as exc:
+            self.log.warning("pool sent a malformed job", error=str(exc))
+            return
+        self.book.add(job)
+        coinb1 = params.coinb1 + self.extranonce1.hex() if self.fold else params.coinb1
+        downstream = msgspec.structs.replace(params, job_id=job_id, coinb1=coinb1)
+        line = encode_notify(downstream)
+        self.current_notify = downstream
+        self.current_line = line
+        self.last_job = now
+        self.manager.job_received(self)
+        self.log.debug("job", job_id=job_id, pool_job_id=params.job_id, clean=params.clean_jobs)
+        for session in self.miners:
+            session.send_job(line)
+        self._maybe_ready()
+
+    def _on_set_difficulty(self, difficulty: float) -> None:
+        self.difficulty = difficulty
+        self.book.upstream_target = target_from_difficulty(difficulty)
+        self.log.info("pool difficulty", difficulty=difficulty)
+        now = self.manager.clock()
+        for session in list(self.miners):
+            session.on_pool_difficulty(difficulty, now)
+
+    def _on_set_version_mask(self, mask_hex: str) -> None:
+        try:
+            self.version_mask = int(mask_hex, 16) & 0xFFFFFFFF
+        except ValueError:
+            self.log.warning("pool sent a bad version mask", mask=mask_hex[:16])
+            return
+        for session in list(self.miners):
+            session.on_version_mask()
+
+    def _on_set_extranonce(self, extranonce1_hex: str, size: int) -> None:
+        try:
+            e1 = bytes.fromhex(extranonce1_hex)
+        except ValueError:
+            self.log.warning("pool sent a bad extranonce1; closing")
+            self.close()
+            return
+        self.book.void_all()  # coinb1 of every job had the old E1 folded in
+        self.current_notify = self.current_line = None
+        self.extranonce1 = e1
+        prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
+        if (
+            self.fold
+            and prefix_size == self.prefix_size
+            and size - prefix_size == self.miner_extranonce2_size
+        ):
+            self.extranonce2_size = size
+            return  # the miners' layout is unchanged: the pool's next notify carries on
+        self._set_layout(e1, size)
+        self.manager.relayout(self)
+
+    def _on_reconnect(self, msg: Reconnect) -> None:
+        self.log.info("pool asked to reconnect", host=msg.params.host, port=msg.params.port)
+        self.manager.pool_redirect(self, msg.params.host, msg.params.port, msg.params.wait or 0.0)
+        self.close()
+
+    # ------------------------------------------------------------------ shares
+
+    def forward(
+        self,
+        session: MinerSession,
+        request_id: Any,
+        stats: WorkerStats | None,
+        validator: ShareValidator,
+        verdict: Verdict,
+    ) -> None:
+        """Submit a share that meets the pool's target (or is a block) upstream."""
+        job = validator.job
+        assert job is not None
+        submit_id = self._next_id
+        self._next_id = submit_id + 1
+        params = [
+            self.pool.user,
+            job.upstream_job_id,
+            (session.prefix + validator.extranonce2).hex() if self.fold else validator.extranonce2.hex(),
+            f"{validator.ntime:08x}",
+            f"{validator.nonce:08x}",
+        ]
+        if self.version_mask:
+            params.append(f"{validator.version & self.version_mask:08x}")
+        now = self.manager.clock()
+        self.pending[submit_id] = PendingShare(session, request_id, stats, validator.difficulty, verdict, now)
+        if verdict is Verdict.BLOCK_CANDIDATE:
+            self.manager.block_found(self, session, validator)
+        self._send_line(self.encoder.encode({"id": submit_id, "method": "mining.submit", "params": params}))
+
+    def _settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
+        now = self.manager.clock()
+        if reply is not None:
+            self.latency = now - pending.sent_at
+            if reply.accepted:
+                self.accepted += 1
+            else:
+                self.rejected += 1
+        self.manager.share_settled(self, reply, now - pending.sent_at)
+        if not pending.session.closed:
+            pending.session.answer_forwarded(
+                pending.request_id, pending.stats, pending.difficulty, pending.verdict, reply
+            )
+
+    def _flush_pending(self) -> None:
+        pending, self.pending = self.pending, {}
+        for share in pending.values():
+            self._settle(share, None)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def sweep(self, now: float) -> None:
+        """Submit timeouts, handshake timeout and pool silence."""
+        timeout = self.manager.config.server.submit_timeout
+        expired = [key for key, share in self.pending.items() if now - share.sent_at > timeout]
+        for key in expired:
+            self.manager.submit_timed_out(self)
+            self._settle(self.pending.pop(key), None)
+        upstream = self.manager.config.upstream
+        if not self.ready and not self.closed and now - self.started_at > upstream.handshake_timeout:
+            self._handshake_failed("handshake timeout")
+        elif self.ready and now - max(self.last_message, self.last_job) > upstream.silence_timeout:
+            self.log.warning("pool silent; closing", seconds=round(now - self.last_message, 1))
+            self.close()
+        if self.retired and not self.pending and not self.closed:
+            self.close()
+
+    def _request(self, request_id: int, method: str, params: list[Any]) -> None:
+        self._send_line(self.encoder.encode({"id": request_id, "method": method, "params": params}))
+
+    def _send_line(self, line: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(line)
+
+    def close(self) -> None:
+        """Close the connection; :meth:`connection_lost` does the rest."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        elif self.transport is None:
+            self.closed = True
