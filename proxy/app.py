@@ -38,8 +38,9 @@ def split_hostport(address: str) -> tuple[str, int]:
 class Proxy:
     """A running proxy: miner listeners, pool manager and housekeeping tasks."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, sweep_interval: float = SWEEP_INTERVAL) -> None:
         self.config = config
+        self.sweep_interval = sweep_interval
         self.stats = StatsRegistry()
         self.pools = PoolManager(config)
         self.server = MinerServer(config, self.pools, self.stats)
@@ -51,7 +52,7 @@ class Proxy:
         for address in self.config.server.listen:
             host, port = split_hostport(address)
             await self.server.listen(host, port)
-        self._spawn(self.pools.run())
+        self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
         self._spawn(self._sweep())
         log.info("proxy started", listen=list(self.config.server.listen), ports=self.server.ports)
 
@@ -65,7 +66,7 @@ class Proxy:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self.sweep_interval)
             self.server.sweep()
 
     async def stop(self) -> None:

@@ -178,14 +178,17 @@ class PoolManager:
         loop = asyncio.get_running_loop()
         host, port = pool.redirect or (pool.config.host, pool.config.port)
         conn = UpstreamConnection(self, pool.config, pool.index, self.ids)
+        # Listed before connecting: the handshake can complete before this coroutine resumes.
+        pool.connections.append(conn)
         try:
             context = ssl.create_default_context() if pool.config.tls else None
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, host, port, ssl=context),
                 self.config.upstream.connect_timeout,
             )
-            pool.connections.append(conn)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
+            if conn in pool.connections:
+                pool.connections.remove(conn)
             log.warning("pool connect failed", pool=pool.name, error=str(exc) or type(exc).__name__)
             self._failed(pool)
         finally:

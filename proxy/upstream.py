@@ -53,6 +53,7 @@ REQUESTED_VERSION_MASK: Final = "ffffffff"
 _CONFIGURE_ID: Final = 1
 _SUBSCRIBE_ID: Final = 2
 _AUTHORIZE_ID: Final = 3
+_EXTRANONCE_SUBSCRIBE_ID: Final = 4
 _FIRST_SUBMIT_ID: Final = 10
 
 
@@ -135,6 +136,9 @@ class UpstreamConnection(asyncio.Protocol):
         )
         self._request(_SUBSCRIBE_ID, "mining.subscribe", [f"stratum-proxy/{__version__}"])
         self._request(_AUTHORIZE_ID, "mining.authorize", [self.pool.user, self.pool.password])
+        # So the pool may change our extranonce1 without dropping us; pools that do not
+        # know the method answer an error, which we ignore.
+        self._request(_EXTRANONCE_SUBSCRIBE_ID, "mining.extranonce.subscribe", [])
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Answer every share in flight with its local verdict and tell the manager."""
