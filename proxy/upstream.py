@@ -56,6 +56,12 @@ _AUTHORIZE_ID: Final = 3
 _EXTRANONCE_SUBSCRIBE_ID: Final = 4
 _FIRST_SUBMIT_ID: Final = 10
 
+SUGGEST_INTERVAL: Final = 10.0
+"""Seconds between looks at whether the pool should be asked for a higher difficulty."""
+
+SUGGEST_HYSTERESIS: Final = 1.5
+"""Only suggest when miners want at least this much more than the pool gives."""
+
 
 class PendingShare:
     """A forwarded share waiting for the pool's verdict."""
@@ -118,6 +124,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.accepted = 0
         self.rejected = 0
         self.latency = 0.0
+        self.suggested = 0.0
+        self._suggest_at = now
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -358,8 +366,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Submit a share that meets the pool's target (or is a block) upstream."""
         job = validator.job
         assert job is not None
-        submit_id = self._next_id
-        self._next_id = submit_id + 1
+        submit_id = self._take_id()
         params = [
             self.pool.user,
             job.upstream_job_id,
@@ -411,6 +418,30 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         if self.retired and not self.pending and not self.closed:
             self.close()
+        if self.ready and now >= self._suggest_at:
+            self._suggest_at = now + SUGGEST_INTERVAL
+            self._maybe_suggest()
+
+    def _maybe_suggest(self) -> None:
+        """Ask the pool for a higher difficulty when the miners would want it.
+
+        A miner's difficulty is capped at the pool's (so no work is lost), which makes a
+        fast miner under a low pool difficulty submit far more shares than it should. When
+        the miners would go higher, suggesting the highest wanted difficulty lets them:
+        every share the pool then credits is still found by miners at or below it.
+        """
+        if not self.manager.config.upstream.suggest_difficulty or not self.miners:
+            return
+        wanted = max(session.vardiff.wanted for session in self.miners)
+        if wanted > self.difficulty * SUGGEST_HYSTERESIS and wanted != self.suggested:
+            self.suggested = wanted
+            self.log.info("suggesting difficulty to pool", difficulty=wanted, current=self.difficulty)
+            self._request(self._take_id(), "mining.suggest_difficulty", [wanted])
+
+    def _take_id(self) -> int:
+        request_id = self._next_id
+        self._next_id = request_id + 1
+        return request_id
 
     def _request(self, request_id: int, method: str, params: list[Any]) -> None:
         self._send_line(self.encoder.encode({"id": request_id, "method": method, "params": params}))

@@ -51,6 +51,7 @@ class Vardiff:
         "minimum",
         "retarget_interval",
         "target_interval",
+        "wanted",
     )
 
     def __init__(
@@ -75,6 +76,9 @@ class Vardiff:
         self._shares = 0
         self._window_start = now
         self.difficulty = self._bounded(initial)
+        # What the miner would get without the pool's ceiling: when miners want more than
+        # the pool gives, the proxy asks the pool for more (mining.suggest_difficulty).
+        self.wanted = clamp(initial, minimum, maximum)
 
     def _bounded(self, difficulty: float) -> float:
         high = min(self.maximum, self._ceiling)
@@ -96,6 +100,7 @@ class Vardiff:
 
     def suggest(self, difficulty: float, now: float) -> float | None:
         """The miner suggested a difficulty: take it, within the bounds."""
+        self.wanted = clamp(difficulty, self._floor, self.maximum)
         return self._move_to(self._bounded(difficulty), now)
 
     def reconfigure(
@@ -133,8 +138,10 @@ class Vardiff:
             ratio = self.target_interval * self._shares / max(elapsed, 1e-9)
         ratio = clamp(ratio, 1 / MAX_STEP, MAX_STEP)
         if DEADBAND[0] <= ratio <= DEADBAND[1]:
+            self.wanted = self.difficulty
             self._restart(now)
             return None
+        self.wanted = clamp(self.difficulty * ratio, self._floor, self.maximum)
         return self._move_to(self._bounded(self.difficulty * ratio), now)
 
     def _move_to(self, difficulty: float, now: float) -> float | None:

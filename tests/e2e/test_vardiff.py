@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from proxy import upstream
 from proxy.mining.target import target_from_difficulty
 from proxy.mining.vardiff import SHARES_PER_RETARGET
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
+from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy, wait_until
 
 
 async def test_retarget_sends_difficulty_then_fresh_job_and_honours_old_jobs() -> None:
@@ -36,4 +39,27 @@ async def test_retarget_sends_difficulty_then_fresh_job_and_honours_old_jobs() -
                 low = miner.find_share(job=fresh, difficulty=start)
             assert (await miner.submit(low))["error"][0] == 23
             assert (await miner.submit(miner.find_share(job=fresh)))["result"] is True
+            await miner.close()
+
+
+async def test_proxy_asks_the_pool_for_more_when_miners_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(upstream, "SUGGEST_INTERVAL", 0.05)
+    async with running_pool(difficulty=2e-7) as pool:
+        config = proxy_config([pool.port], vardiff=True, target_share_interval=60.0, retarget_interval=60.0)
+        async with running_proxy(config) as proxy:
+            miner = await ScriptedMiner.connect(proxy.ports[0])
+            await miner.handshake()
+            assert miner.difficulty == 1e-7
+            for _ in range(SHARES_PER_RETARGET):
+                assert (await miner.submit(miner.find_share()))["result"] is True
+            # Capped at the pool's 2e-7 although it wants 8e-7: the proxy asks the pool.
+            await miner.wait_for(lambda: miner.difficulty == 2e-7)
+            await wait_until(lambda: bool(pool.stats.suggested_difficulties))
+            assert pool.stats.suggested_difficulties[-1] == pytest.approx(8e-7)
+            pool.set_difficulty(8e-7)  # this pool takes the suggestion
+            await wait_until(lambda: proxy.pools.pools[0].connections[0].difficulty == 8e-7)
+            for _ in range(SHARES_PER_RETARGET):
+                assert (await miner.submit(miner.find_share()))["result"] is True
+            await miner.wait_for(lambda: miner.difficulty > 2e-7)
+            assert miner.difficulty <= 8e-7
             await miner.close()
