@@ -139,6 +139,41 @@ class MinerServer:
 class MinerSession(asyncio.Protocol):
     """One miner connection: handshake, share submission, difficulty, job delivery."""
 
+    # Slots: a farm keeps tens of thousands of these alive, and a __dict__ each would
+    # double the memory per miner.
+    __slots__ = (
+        "_busy",
+        "_errors",
+        "_errors_at",
+        "_queue",
+        "_stats",
+        "_stats_name",
+        "authorized",
+        "closed",
+        "config",
+        "connected_at",
+        "extranonce1",
+        "extranonce2_size",
+        "extranonce_subscribed",
+        "framer",
+        "handshake_deadline",
+        "last_activity",
+        "log",
+        "miner_mask",
+        "mining",
+        "peer",
+        "pending_forwards",
+        "prefix",
+        "server",
+        "subscribed",
+        "transport",
+        "upstream",
+        "user_agent",
+        "validator",
+        "vardiff",
+        "workers",
+    )
+
     def __init__(self, server: MinerServer) -> None:
         self.server = server
         self.config = server.config
@@ -154,7 +189,7 @@ class MinerSession(asyncio.Protocol):
         self.handshake_deadline = now + cfg.server.handshake_timeout
         self._errors = 0.0
         self._errors_at = now
-        self._queue: deque[bytes | LineTooLong] = deque()
+        self._queue: deque[bytes | LineTooLong] | None = None  # only while a subscribe waits
         self._busy = False
         # Handshake state.
         self.subscribed = False
@@ -219,15 +254,20 @@ class MinerSession(asyncio.Protocol):
         self.last_activity = self.server.clock()
         items = self.framer.feed(data)
         if self._busy:
-            self._queue.extend(items)
+            self._hold(items)
             return
         for i, item in enumerate(items):
             if self.closed:
                 return
             self._handle_item(item)
             if self._busy:  # a subscribe is waiting for a pool: keep the rest in order
-                self._queue.extend(items[i + 1 :])
+                self._hold(items[i + 1 :])
                 return
+
+    def _hold(self, items: list[bytes | LineTooLong]) -> None:
+        if self._queue is None:
+            self._queue = deque()
+        self._queue.extend(items)
 
     def eof_received(self) -> bool | None:
         """The miner half-closed: answer what is in flight, then close."""
@@ -347,8 +387,12 @@ class MinerSession(asyncio.Protocol):
         self._busy = False
         if self.transport is not None:
             self.transport.resume_reading()
-        while self._queue and not self._busy and not self.closed:
-            self._handle_item(self._queue.popleft())
+        queue, self._queue = self._queue, None
+        while queue and not self._busy and not self.closed:
+            self._handle_item(queue.popleft())
+        if queue:  # another wait began: what was left goes before anything newer
+            queue.extend(self._queue or ())
+            self._queue = queue
 
     def attached(self, upstream: UpstreamConnection, prefix: bytes) -> None:
         """Called by the pool manager when this session gets a place on ``upstream``."""
