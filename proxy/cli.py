@@ -44,6 +44,50 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pool(args: argparse.Namespace) -> int:
+    from proxy.tools import pool
+
+    return pool.main(args)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from proxy.tools import simulate
+
+    return simulate.main(args)
+
+
+def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``pool`` (the bundled test pool) and ``simulate`` (the fleet simulator)."""
+    pool = commands.add_parser("pool", help="run the bundled test pool (a real Stratum V1 pool)")
+    pool.add_argument("--listen", default="127.0.0.1:3333", metavar="HOST:PORT", help="port 0: any free port")
+    pool.add_argument("--difficulty", type=float, default=1.0, help="share difficulty (floats below 1 ok)")
+    pool.add_argument("--extranonce2-size", type=int, default=8, metavar="N", help="bytes (1..16)")
+    pool.add_argument("--job-interval", type=float, default=30.0, metavar="S", help="seconds between jobs")
+    pool.add_argument("--block-interval", type=float, default=600.0, metavar="S", help="seconds per block")
+    pool.add_argument("--version-mask", default="1fffe000", metavar="HEX", help="00000000 refuses rolling")
+    pool.add_argument("--reject-every", type=int, default=0, metavar="N", help="reject every Nth valid share")
+    pool.add_argument("--nbits", default="1d00ffff", metavar="HEX", help="network target (easy: more blocks)")
+    pool.add_argument("--seed", type=int, default=None, help="seed for reproducible jobs")
+    pool.add_argument("--report-interval", type=float, default=5.0, metavar="S", help="seconds per report")
+    pool.set_defaults(handler=_pool)
+
+    sim = commands.add_parser("simulate", help="simulate a fleet of miners against a pool or the proxy")
+    sim.add_argument("--url", required=True, help="stratum+tcp://HOST:PORT")
+    sim.add_argument("--miners", type=int, default=1, metavar="N", help="miners, one connection each")
+    sim.add_argument("--hashrate", type=float, default=20_000.0, metavar="H", help="max hashes/s per miner")
+    sim.add_argument("--share-rate", type=float, default=1.0, metavar="R", help="shares/s/miner (--no-hash)")
+    sim.add_argument(
+        "--no-hash",
+        action="store_true",
+        help="load mode: unique shares without hashing; valid only at pool difficulty <= 2.3e-10",
+    )
+    sim.add_argument("--user", default="sim", help="account; workers are USER.simNNNN")
+    sim.add_argument("--password", default="x")
+    sim.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+    sim.add_argument("--report-interval", type=float, default=5.0, metavar="S", help="seconds between lines")
+    sim.set_defaults(handler=_simulate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -68,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--shares", type=int, default=20_000, help="shares per timed loop")
     validate.add_argument("--repeats", type=int, default=7, help="timed loops; the best is kept")
     validate.set_defaults(handler=_bench_validate)
+    _add_tool_commands(commands)
     return parser
 
 

@@ -57,11 +57,14 @@ class LineFramer:
         return out
 
     def _emit(self, line: bytes, out: list[bytes | LineTooLong]) -> None:
-        if line[-1:] == b"\r":
-            line = line[:-1]
+        # The cap counts a trailing \r, as _hold does for a partial line: otherwise a line of
+        # exactly max_line bytes plus \r\n would pass whole and fail when split before \n.
         if len(line) > self.max_line:
             out.append(self._too_long())
-        elif line and not line.isspace():
+            return
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if line and not line.isspace():
             out.append(line)
 
     def _hold(self, tail: bytes, out: list[bytes | LineTooLong]) -> None:

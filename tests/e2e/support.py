@@ -137,7 +137,9 @@ class ScriptedMiner:
         """configure, subscribe, authorize (and extranonce.subscribe); wait for the first job."""
         if configure:
             result = (
-                await self.request("mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+                await self.request(
+                    "mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}]
+                )
             )["result"]
             if result.get("version-rolling") is True:
                 self.version_mask = int(result["version-rolling.mask"], 16)
@@ -153,7 +155,9 @@ class ScriptedMiner:
         """The share hash the proxy will compute (PROTOCOL.md)."""
         coinbase = bytes.fromhex(job.coinb1) + self.extranonce1 + extranonce2 + bytes.fromhex(job.coinb2)
         root = merkle_root(sha256d(coinbase), [bytes.fromhex(b) for b in job.branch])
-        header = HEADER.pack(version, prevhash_from_stratum(job.prevhash), root, ntime, int(job.nbits, 16), nonce)
+        header = HEADER.pack(
+            version, prevhash_from_stratum(job.prevhash), root, ntime, int(job.nbits, 16), nonce
+        )
         return int.from_bytes(sha256d(header), "little")
 
     def find_share(
@@ -186,7 +190,9 @@ class ScriptedMiner:
                     )
         raise AssertionError("no share found; difficulty too high for a Python search")
 
-    async def submit(self, share: FoundShare, *, worker: str | None = None, request_id: Any = None) -> dict[str, Any]:
+    async def submit(
+        self, share: FoundShare, *, worker: str | None = None, request_id: Any = None
+    ) -> dict[str, Any]:
         """Submit a share and return the proxy's reply."""
         return await self.request("mining.submit", share.params(worker or self.worker), request_id)
 
@@ -216,7 +222,9 @@ def proxy_config(
         for i, port in enumerate(pool_ports)
     )
     diff = {"initial": 1e-7, "minimum": 1e-9, "maximum": 1e6, "vardiff": False} | difficulty
-    diff_toml = "\n".join(f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in diff.items())
+    diff_toml = "\n".join(
+        f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in diff.items()
+    )
     text = (
         f'[server]\nlisten = ["127.0.0.1:0"]\n{extra}\n{pools}\n'
         f"[upstream]\n{upstream}\n[difficulty]\n{diff_toml}\n"
@@ -227,7 +235,12 @@ def proxy_config(
 @contextlib.asynccontextmanager
 async def running_pool(**options: Any) -> AsyncIterator[TestPool]:
     """A bundled test pool on a free loopback port."""
-    defaults: dict[str, Any] = {"difficulty": 1e-6, "job_interval": 3600.0, "block_interval": 3600.0, "seed": 7}
+    defaults: dict[str, Any] = {
+        "difficulty": 1e-6,
+        "job_interval": 3600.0,
+        "block_interval": 3600.0,
+        "seed": 7,
+    }
     pool = TestPool(PoolConfig(**(defaults | options)))
     await pool.start()
     try:

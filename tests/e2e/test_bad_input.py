@@ -38,7 +38,9 @@ async def test_over_long_line_is_answered_and_the_session_kept() -> None:
         async with running_proxy(config) as proxy:
             miner = await ScriptedMiner.connect(proxy.ports[0])
             await miner.handshake()
-            await miner.send_raw(b'{"id": 9, "method": "mining.submit", "params": ["' + b"a" * 5000 + b'"]}\n')
+            await miner.send_raw(
+                b'{"id": 9, "method": "mining.submit", "params": ["' + b"a" * 5000 + b'"]}\n'
+            )
             reply = await miner.reply(None)
             assert reply["error"][0] == 20
             assert "longer than 1024" in reply["error"][1]

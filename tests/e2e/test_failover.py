@@ -20,7 +20,9 @@ async def test_failover_to_the_second_pool_and_back_without_disconnecting() -> N
             # A forwarded share is in flight when the primary dies: it must still be answered.
             primary.silence(jobs=True, replies=True)
             in_flight = miner.find_share(above=1e-6)
-            await miner.send({"id": "inflight", "method": "mining.submit", "params": in_flight.params(miner.worker)})
+            await miner.send(
+                {"id": "inflight", "method": "mining.submit", "params": in_flight.params(miner.worker)}
+            )
             await wait_until(lambda: proxy.pools.pools[0].connections[0].pending != {})
             await primary.stop_listening()
             primary.drop_all()

@@ -54,7 +54,9 @@ async def test_every_reject_reason_is_answered_and_counted() -> None:
         assert (await submit(low.params(miner.worker)))[:2] == [23, "Low difficulty share"]
         bad_ntime = miner.find_share()
         early = f"{int(bad_ntime.ntime, 16) - 1:08x}"
-        assert (await submit([miner.worker, bad_ntime.job_id, bad_ntime.extranonce2, early, bad_ntime.nonce]))[0] == 20
+        assert (
+            await submit([miner.worker, bad_ntime.job_id, bad_ntime.extranonce2, early, bad_ntime.nonce])
+        )[0] == 20
         outside_mask = [*miner.find_share().params(miner.worker), "00000001"]
         assert (await submit(outside_mask))[:2] == [20, "Invalid version bits"]
         short_en2 = [miner.worker, share.job_id, "00", share.ntime, share.nonce]

@@ -49,8 +49,10 @@ async def test_transcript_handshake_gets_exactly_one_reply_per_request(name: str
             got = Counter({rid: len(replies) for rid, replies in miner.replies.items() if replies})
             assert got == expected
             subscribe_reply = next(
-                r for rid, rs in miner.replies.items() for r in rs if isinstance(r.get("result"), list) and r["result"]
-                and isinstance(r["result"][0], list)
+                r
+                for rid, rs in miner.replies.items()
+                for r in rs
+                if isinstance(r.get("result"), list) and r["result"] and isinstance(r["result"][0], list)
             )
             assert len(subscribe_reply["result"][1]) == 4  # a 2-byte extranonce prefix, in hex
             await miner.close()

@@ -1,0 +1,1 @@
+"""Tests of the TOML config: parsing, validation errors, reload diffs and `check`."""
