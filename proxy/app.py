@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import signal
 import sys
 from collections.abc import Coroutine
@@ -94,8 +95,21 @@ class Proxy:
         await self.stop()
 
 
+def raise_open_file_limit() -> int:
+    """Lift the soft open-file limit to the hard one: every miner is a file descriptor."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+    return soft
+
+
 def run_forever(config: Config) -> int:
     """Run the proxy in the foreground on uvloop (when available) until signalled."""
+    limit = raise_open_file_limit()
+    if limit < config.server.max_miners + 100:
+        log.warning("open-file limit below max_miners", limit=limit, max_miners=config.server.max_miners)
 
     async def main() -> None:
         await Proxy(config).run_until_signalled()

@@ -16,6 +16,32 @@ def _bench_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_daemon(args: argparse.Namespace) -> int:
+    from proxy.app import run_async
+    from proxy.bench import daemon
+
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    unknown = set(scenarios) - set(daemon.SCENARIOS)
+    if unknown:
+        print(f"stratum-proxy bench: unknown scenario(s) {sorted(unknown)}", file=sys.stderr)
+        return 2
+    rows: list[daemon.Row] = []
+
+    async def main() -> None:
+        rows.extend(await daemon.run(scenarios))
+
+    run_async(main())
+    print(daemon.report(rows))
+    return 0
+
+
+def _bench_all(args: argparse.Namespace) -> int:
+    args.shares, args.repeats, args.scenarios = 20_000, 7, ",".join(("a", "b", "c", "d"))
+    _bench_validate(args)
+    print()
+    return _bench_daemon(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     from proxy.app import run_forever
     from proxy.config import ConfigError, load_config
@@ -107,11 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
 
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
-    benches = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    bench.set_defaults(handler=_bench_all)
+    benches = bench.add_subparsers(dest="bench", metavar="BENCH")
     validate = benches.add_parser("validate", help="share validation cost next to bare hashing")
     validate.add_argument("--shares", type=int, default=20_000, help="shares per timed loop")
     validate.add_argument("--repeats", type=int, default=7, help="timed loops; the best is kept")
     validate.set_defaults(handler=_bench_validate)
+    daemon = benches.add_parser("daemon", help="pool, proxy and miners as separate processes (Linux)")
+    daemon.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    daemon.set_defaults(handler=_bench_daemon)
     _add_tool_commands(commands)
     return parser
 

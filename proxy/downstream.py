@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 import structlog
@@ -223,8 +223,8 @@ class MinerSession(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Register the session, or refuse it when the miner limit is reached."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = cast("asyncio.Transport", transport)
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer = f"{peername[0]}:{peername[1]}"
@@ -233,7 +233,7 @@ class MinerSession(asyncio.Protocol):
         if len(server.sessions) >= self.config.server.max_miners:
             server.stats.connection("rejected_limit")
             self.closed = True
-            transport.abort()
+            self.transport.abort()
             return
         server.sessions.add(self)
         server.stats.connection("accepted")

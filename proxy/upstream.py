@@ -14,7 +14,7 @@ every miner on the connection.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 import structlog
@@ -131,8 +131,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Send configure, subscribe and authorize at once (pools answer in order)."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = cast("asyncio.Transport", transport)
         self.log.info("pool connected", url=f"{self.pool.host}:{self.pool.port}")
         self._request(
             _CONFIGURE_ID,
