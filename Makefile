@@ -25,7 +25,11 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 bench: $(STAMP)
-	$(BIN)/stratum-proxy bench validate
+	$(BIN)/stratum-proxy bench
+
+# The bundled test pool, the proxy on proxy.toml.example and simulated miners; Ctrl-C stops.
+run: $(STAMP)
+	$(BIN)/stratum-proxy demo --config proxy.toml.example
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis

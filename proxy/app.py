@@ -55,6 +55,8 @@ class Proxy:
             await self.server.listen(host, port)
         self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
         self._spawn(self._sweep())
+        if self.config.log.status_interval > 0:
+            self._spawn(self._status(self.config.log.status_interval))
         log.info("proxy started", listen=list(self.config.server.listen), ports=self.server.ports)
 
     @property
@@ -69,6 +71,26 @@ class Proxy:
         while True:
             await asyncio.sleep(self.sweep_interval)
             self.server.sweep()
+
+    async def _status(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            log.info("status", **self.status())
+
+    def status(self) -> dict[str, object]:
+        """A one-line summary of the fleet and the pools."""
+        workers = self.stats.workers.values()
+        active = self.pools.active
+        return {
+            "miners": len(self.server.sessions),
+            "workers": len(self.stats.workers),
+            "accepted": sum(w.accepted for w in workers),
+            "rejected": sum(sum(w.counts) for w in workers),
+            "pool": active.name if active is not None else None,
+            "pool_accepted": sum(p.accepted for p in self.pools.pools),
+            "pool_rejected": sum(p.rejected for p in self.pools.pools),
+            "blocks": sum(p.blocks for p in self.pools.pools),
+        }
 
     async def stop(self) -> None:
         """Stop accepting, close pools and miners, cancel housekeeping."""

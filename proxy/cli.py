@@ -114,6 +114,12 @@ def _add_tool_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     sim.set_defaults(handler=_simulate)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from proxy.tools import demo
+
+    return demo.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a config file and exit (0 ok, 2 invalid)")
     check.add_argument("--config", required=True, help="TOML config file (see proxy.toml.example)")
     check.set_defaults(handler=_check)
+
+    demo = commands.add_parser("demo", help="test pool + proxy + simulated miners on this machine")
+    demo.add_argument("--config", default="proxy.toml.example", help="proxy config (default: the example)")
+    demo.add_argument("--miners", type=int, default=4, help="simulated miners")
+    demo.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: Ctrl-C)")
+    demo.set_defaults(handler=_demo)
 
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
     bench.set_defaults(handler=_bench_all)

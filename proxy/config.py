@@ -352,6 +352,12 @@ class LogConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Lowest level emitted: ``debug``, ``info``, ``warning`` or ``error``."""
     format: LogFormat = "console"
     """``console`` for people, ``json`` for log shippers."""
+    status_interval: float = 60.0
+    """Seconds between one-line fleet summaries at info level; 0 turns them off."""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.status_interval) or self.status_interval < 0:
+            raise ConfigError("must be a finite number >= 0", key="status_interval")
 
 
 class HttpConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
