@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import msgspec
 import structlog
 
-from proxy.mining.extranonce import ExtranonceExhausted
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
@@ -360,11 +359,7 @@ class MinerSession(asyncio.Protocol):
             return
         self.user_agent = msg.params.user_agent[:128]
         preferred = _resume_prefix(msg.params.session_id)
-        pools = self.server.pools
-        try:
-            upstream = pools.attach(self, preferred)
-        except ExtranonceExhausted:
-            upstream = None
+        upstream = self.server.pools.attach(self, preferred)
         if upstream is not None:
             self._subscribed(msg.id)
             return
@@ -534,7 +529,6 @@ class MinerSession(asyncio.Protocol):
         The miner hears the pool's verdict when there is one: its code where it gave one,
         else 20. Without one, the local verdict stands and the case is counted.
         """
-        self.pending_forwards -= 1
         if reply is None or reply.accepted:
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, difficulty)

@@ -55,6 +55,7 @@ class PoolState:
         self.blocks = 0
         self.jobs = 0
         self.timeouts = 0
+        self.latency = 0.0  # seconds the last forwarded share took to be answered
 
     @property
     def name(self) -> str:
@@ -331,11 +332,11 @@ class PoolManager:
         pool = self.pools[conn.pool_index]
         if reply is None:
             return
+        pool.latency = latency
         if reply.accepted:
             pool.accepted += 1
         else:
             pool.rejected += 1
-        del latency
 
     def submit_timed_out(self, conn: UpstreamConnection) -> None:
         """Count a forwarded share the pool never answered in time."""

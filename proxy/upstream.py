@@ -121,9 +121,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.miners: set[MinerSession] = set()
         self._next_id = _FIRST_SUBMIT_ID
         self.pending: dict[int, PendingShare] = {}
-        self.accepted = 0
-        self.rejected = 0
-        self.latency = 0.0
         self.suggested = 0.0
         self._suggest_at = now
 
@@ -384,13 +381,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
         now = self.manager.clock()
-        if reply is not None:
-            self.latency = now - pending.sent_at
-            if reply.accepted:
-                self.accepted += 1
-            else:
-                self.rejected += 1
         self.manager.share_settled(self, reply, now - pending.sent_at)
+        pending.session.pending_forwards -= 1
         if not pending.session.closed:
             pending.session.answer_forwarded(
                 pending.request_id, pending.stats, pending.difficulty, pending.verdict, reply
