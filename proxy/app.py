@@ -10,18 +10,15 @@ import asyncio
 import contextlib
 import resource
 import signal
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
-if sys.platform != "win32":  # uvloop is a dependency everywhere but Windows
-    import uvloop
-
 from proxy.config import Config
 from proxy.downstream import MinerServer
 from proxy.pools import PoolManager
+from proxy.runner import run
 from proxy.stats import StatsRegistry
 
 log = structlog.get_logger("proxy.app")
@@ -136,16 +133,5 @@ def run_forever(config: Config) -> int:
     async def main() -> None:
         await Proxy(config).run_until_signalled()
 
-    run_async(main())
+    run(main())
     return 0
-
-
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """``asyncio.run`` on uvloop where it is installed (the plain loop otherwise)."""
-    if sys.platform == "win32":  # pragma: no cover
-        asyncio.run(coro)
-        return
-    if sys.version_info >= (3, 12):
-        asyncio.run(coro, loop_factory=uvloop.new_event_loop)
-    else:
-        uvloop.run(coro)

@@ -17,8 +17,8 @@ def _bench_validate(args: argparse.Namespace) -> int:
 
 
 def _bench_daemon(args: argparse.Namespace) -> int:
-    from proxy.app import run_async
     from proxy.bench import daemon
+    from proxy.runner import run
 
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     unknown = set(scenarios) - set(daemon.SCENARIOS)
@@ -30,7 +30,7 @@ def _bench_daemon(args: argparse.Namespace) -> int:
     async def main() -> None:
         rows.extend(await daemon.run(scenarios))
 
-    run_async(main())
+    run(main())
     print(daemon.report(rows))
     return 0
 

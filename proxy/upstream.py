@@ -275,18 +275,10 @@ class UpstreamConnection(asyncio.Protocol):
             return  # jobs before the subscribe result cannot be folded yet; the pool resends
         job_id, seq = self.book.ids.take()
         try:
-            job = Job.from_notify(
+            job = Job.from_fields(
+                params,
                 job_id=job_id,
-                upstream_job_id=params.job_id,
                 seq=seq,
-                prevhash=params.prevhash,
-                coinb1=params.coinb1,
-                coinb2=params.coinb2,
-                merkle_branch=params.merkle_branch,
-                version=params.version,
-                nbits=params.nbits,
-                ntime=params.ntime,
-                clean_jobs=params.clean_jobs,
                 created=now,
                 upstream_target=self.book.upstream_target,
                 coinb1_suffix=self.extranonce1 if self.fold else b"",

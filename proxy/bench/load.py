@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any, cast
 
-from proxy.app import run_async
+from proxy.runner import run
 
 READY = b'"id":3,'
 """The authorize reply: request ids 1-3 are the handshake, submits count from 10."""
@@ -240,4 +240,4 @@ async def main(scenario: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    run_async(main(json.loads(sys.argv[1])))
+    run(main(json.loads(sys.argv[1])))

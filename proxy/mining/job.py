@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from proxy.mining.hashing import prevhash_from_stratum
 from proxy.mining.target import DIFF1_TARGET, target_from_nbits
@@ -22,6 +22,21 @@ DEFAULT_MAX_JOBS: Final = 32
 
 ShareKey = tuple[bytes, bytes, int, int, int]
 """(extranonce1, extranonce2, ntime, nonce, version): what makes a share unique in a job."""
+
+
+class NotifyFields(Protocol):
+    """The fields of a ``mining.notify`` (``proxy.stratum.messages.NotifyParams`` has them);
+    a protocol, so the pure mining layer does not depend on the wire format."""
+
+    job_id: str
+    prevhash: str
+    coinb1: str
+    coinb2: str
+    merkle_branch: list[str]
+    version: str
+    nbits: str
+    ntime: str
+    clean_jobs: bool
 
 
 class JobError(ValueError):
@@ -152,6 +167,35 @@ class Job:
             clean_jobs=clean_jobs,
             created=created,
             upstream_target=upstream_target,
+        )
+
+    @classmethod
+    def from_fields(
+        cls,
+        fields: NotifyFields,
+        *,
+        seq: int,
+        created: float,
+        job_id: str | None = None,
+        upstream_target: int = DIFF1_TARGET,
+        coinb1_suffix: bytes = b"",
+    ) -> Job:
+        """:meth:`from_notify` on a decoded notify; ``job_id`` defaults to the notify's own."""
+        return cls.from_notify(
+            job_id=fields.job_id if job_id is None else job_id,
+            upstream_job_id=fields.job_id,
+            seq=seq,
+            prevhash=fields.prevhash,
+            coinb1=fields.coinb1,
+            coinb2=fields.coinb2,
+            merkle_branch=fields.merkle_branch,
+            version=fields.version,
+            nbits=fields.nbits,
+            ntime=fields.ntime,
+            clean_jobs=fields.clean_jobs,
+            created=created,
+            upstream_target=upstream_target,
+            coinb1_suffix=coinb1_suffix,
         )
 
     def alias(self, job_id: str, seq: int) -> Job:

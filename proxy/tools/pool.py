@@ -41,6 +41,7 @@ from proxy.mining.hashing import prevhash_to_stratum, sha256d
 from proxy.mining.job import Job, JobBook, JobIds
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import DIFF1_TARGET, target_from_difficulty
+from proxy.runner import run
 from proxy.stratum.codec import (
     TRUE_REPLY,
     ReplyTail,
@@ -71,7 +72,6 @@ from proxy.stratum.messages import (
     SuggestDifficulty,
     SuggestTarget,
 )
-from proxy.tools import run
 
 DEFAULT_VERSION_MASK: Final = 0x1FFFE000
 """BIP320's general-purpose bits: the mask every real pool grants."""
@@ -358,20 +358,7 @@ class JobFactory:
             ntime=f"{ntime:08x}",
             clean_jobs=clean,
         )
-        job = Job.from_notify(
-            job_id=job_id,
-            upstream_job_id=job_id,
-            seq=seq,
-            prevhash=params.prevhash,
-            coinb1=params.coinb1,
-            coinb2=params.coinb2,
-            merkle_branch=params.merkle_branch,
-            version=params.version,
-            nbits=params.nbits,
-            ntime=params.ntime,
-            clean_jobs=clean,
-            created=time.monotonic(),
-        )
+        job = Job.from_fields(params, seq=seq, created=time.monotonic())
         return job, encode_notify(params)
 
 

@@ -52,6 +52,7 @@ from proxy import __version__
 from proxy.mining.hashing import merkle_root, sha256d
 from proxy.mining.job import Job, JobError
 from proxy.mining.target import target_from_difficulty
+from proxy.runner import run
 from proxy.stratum.codec import decode_server_line, parse_share_reply
 from proxy.stratum.errors import LineTooLong, PeerError
 from proxy.stratum.framing import DEFAULT_MAX_LINE, LineFramer
@@ -65,7 +66,7 @@ from proxy.stratum.messages import (
     SetVersionMask,
     ShowMessage,
 )
-from proxy.tools import run, wait_until
+from proxy.tools import wait_until
 
 AGENT: Final = f"stratum-proxy-sim/{__version__}"
 """The user agent sent in ``mining.subscribe`` and as the ``client.get_version`` answer."""
@@ -612,20 +613,7 @@ class SimMiner:
     def _on_notify(self, message: Notify) -> None:
         p = message.params
         try:
-            job = Job.from_notify(
-                job_id=p.job_id,
-                upstream_job_id=p.job_id,
-                seq=0,
-                prevhash=p.prevhash,
-                coinb1=p.coinb1,
-                coinb2=p.coinb2,
-                merkle_branch=p.merkle_branch,
-                version=p.version,
-                nbits=p.nbits,
-                ntime=p.ntime,
-                clean_jobs=p.clean_jobs,
-                created=0.0,
-            )
+            job = Job.from_fields(p, seq=0, created=0.0)
         except JobError:
             self.stats.bad_lines += 1
             return

@@ -18,6 +18,7 @@ from proxy.app import Proxy
 from proxy.config import Config, parse_config
 from proxy.mining.hashing import HEADER, merkle_root, prevhash_from_stratum, sha256d
 from proxy.mining.target import target_from_difficulty
+from proxy.tools import wait_until
 from proxy.tools.pool import PoolConfig, TestPool
 
 READ_TIMEOUT = 10.0
@@ -259,12 +260,3 @@ async def running_proxy(config: Config, *, sweep_interval: float = 0.1) -> Async
         yield proxy
     finally:
         await proxy.stop()
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = READ_TIMEOUT) -> None:
-    """Poll a condition the event loop will make true (never a timing assertion)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.01)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy, wait_until
+from proxy.tools import wait_until
+from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 TLS_CLIENT_HELLO = bytes.fromhex("16030102000100010003") + b"\x03\x03" + b"\x00" * 40 + b"\n"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy, wait_until
+from proxy.tools import wait_until
+from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 FAST_FAILOVER = "backoff_initial = 0.05\nbackoff_max = 0.2\nprimary_hold = 0.3\nconnect_timeout = 1.0"
 

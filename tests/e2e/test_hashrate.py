@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 from proxy.mining.target import target_from_difficulty
+from proxy.tools import wait_until
 from proxy.tools.simulate import Fleet, SimConfig
-from tests.e2e.support import proxy_config, running_pool, running_proxy, wait_until
+from tests.e2e.support import proxy_config, running_pool, running_proxy
 
 MINER_DIFF = 1e-7
 POOL_DIFF = 2e-6  # 20x the miners': the proxy forwards about one share in twenty

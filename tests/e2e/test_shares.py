@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from proxy.mining.share import Verdict
 from proxy.mining.target import target_from_difficulty, target_from_nbits
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy, wait_until
+from proxy.tools import wait_until
+from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 POOL_DIFF = 1e-6
 MINER_DIFF = 1e-7

@@ -7,7 +7,8 @@ import pytest
 from proxy import upstream
 from proxy.mining.target import target_from_difficulty
 from proxy.mining.vardiff import SHARES_PER_RETARGET
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy, wait_until
+from proxy.tools import wait_until
+from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 
 async def test_retarget_sends_difficulty_then_fresh_job_and_honours_old_jobs() -> None:

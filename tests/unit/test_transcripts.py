@@ -242,22 +242,7 @@ class PoolReplay:
             p = message.params
             self.notifies.append(p)
             self.seq += 1
-            self.book.add(
-                Job.from_notify(
-                    job_id=p.job_id,
-                    upstream_job_id=p.job_id,
-                    seq=self.seq,
-                    prevhash=p.prevhash,
-                    coinb1=p.coinb1,
-                    coinb2=p.coinb2,
-                    merkle_branch=p.merkle_branch,
-                    version=p.version,
-                    nbits=p.nbits,
-                    ntime=p.ntime,
-                    clean_jobs=p.clean_jobs,
-                    created=0.0,
-                )
-            )
+            self.book.add(Job.from_fields(p, seq=self.seq, created=0.0))
 
     def _reply(self, response: Response) -> None:
         request = self.requests.pop(response.id, None)
