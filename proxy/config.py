@@ -249,6 +249,9 @@ class PoolConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Account or ``account.worker`` the proxy authorizes as upstream."""
     password: str = "x"
     """Password sent with ``mining.authorize``; most pools ignore it."""
+    ca_file: str | None = None
+    """PEM file of CA certificates to trust for ``stratum+ssl`` instead of the system's
+    (a pool behind a private CA); the certificate and host name are verified either way."""
 
     def __post_init__(self) -> None:
         if not _POOL_NAME.fullmatch(self.name):
@@ -262,7 +265,10 @@ class PoolConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
     def __repr__(self) -> str:
         # Never let the password reach a log line or an error message through repr().
-        return f"PoolConfig(name={self.name!r}, url={self.url!r}, user={self.user!r}, password='***')"
+        return (
+            f"PoolConfig(name={self.name!r}, url={self.url!r}, user={self.user!r}, password='***', "
+            f"ca_file={self.ca_file!r})"
+        )
 
     @property
     def host(self) -> str:

@@ -182,7 +182,8 @@ class PoolManager:
         # Listed before connecting: the handshake can complete before this coroutine resumes.
         pool.connections.append(conn)
         try:
-            context = ssl.create_default_context() if pool.config.tls else None
+            # Certificate and host name verification stay on: create_default_context().
+            context = ssl.create_default_context(cafile=pool.config.ca_file) if pool.config.tls else None
             await asyncio.wait_for(
                 loop.create_connection(lambda: conn, host, port, ssl=context),
                 self.config.upstream.connect_timeout,
@@ -255,14 +256,17 @@ class PoolManager:
     ) -> None:
         """``client.reconnect`` from a pool: same host only, unless redirects are allowed."""
         pool = self.pools[conn.pool_index]
-        try:
-            new_port = int(port) if port is not None else pool.config.port
-        except ValueError:
-            new_port = pool.config.port
-        if host and host != pool.config.host and not self.config.upstream.allow_redirect:
+        same_host = not host or host == pool.config.host
+        if not same_host and not self.config.upstream.allow_redirect:
+            # A pool must not be able to send the farm's hashrate elsewhere on its own.
             log.warning("ignoring pool redirect to another host", pool=pool.name, host=host)
-            host = None
-        pool.redirect = (host or pool.config.host, new_port)
+            pool.redirect = None
+        else:
+            try:
+                new_port = int(port) if port is not None else pool.config.port
+            except ValueError:
+                new_port = pool.config.port
+            pool.redirect = (host or pool.config.host, new_port)
         pool.retry_at = self.clock() + min(max(wait, 0.0), 300.0)
         conn.retired = True  # not a failure: no backoff
 

@@ -28,6 +28,7 @@ import itertools
 import math
 import random
 import signal
+import ssl
 import struct
 import sys
 import time
@@ -136,6 +137,7 @@ class PoolConfig:
     new_block_on_find: bool = False
     seed: int | None = None
     max_line: int = DEFAULT_MAX_LINE
+    tls: ssl.SSLContext | None = None  # serve stratum+ssl with this server context
 
     def __post_init__(self) -> None:
         target_from_difficulty(self.difficulty)  # raises on a non-positive or non-finite value
@@ -664,8 +666,9 @@ class TestPool:
 
     @property
     def url(self) -> str:
-        """``stratum+tcp://host:port`` of the listening socket."""
-        return f"stratum+tcp://{self.host}:{self.port}"
+        """``stratum+tcp://host:port`` (``stratum+ssl://`` with TLS) of the listening socket."""
+        scheme = "stratum+ssl" if self.config.tls is not None else "stratum+tcp"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -700,7 +703,7 @@ class TestPool:
             return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: PoolSession(self), self.host, self.port, reuse_address=True
+            lambda: PoolSession(self), self.host, self.port, reuse_address=True, ssl=self.config.tls
         )
         sock = self._server.sockets[0]
         self.port = sock.getsockname()[1]
