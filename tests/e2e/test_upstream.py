@@ -160,13 +160,15 @@ async def test_returning_miner_gets_its_extranonce_prefix_back() -> None:
 
 
 async def test_suggest_difficulty_before_authorize_sets_the_first_difficulty() -> None:
-    async with running_pool(difficulty=1e-5) as pool:
-        async with running_proxy(proxy_config([pool.port], minimum=1e-8)) as proxy:
-            miner = await ScriptedMiner.connect(proxy.ports[0])
-            assert (await miner.request("mining.suggest_difficulty", [3e-6]))["result"] is True
-            await miner.handshake(configure=False)
-            assert miner.difficulty == 3e-6
-            huge = await ScriptedMiner.connect(proxy.ports[0], worker="farm.huge")
-            await huge.request("mining.suggest_difficulty", [1e9])
-            await huge.handshake(configure=False)
-            assert huge.difficulty == 1e-5  # clamped to the pool's difficulty
+    async with (
+        running_pool(difficulty=1e-5) as pool,
+        running_proxy(proxy_config([pool.port], minimum=1e-8)) as proxy,
+    ):
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        assert (await miner.request("mining.suggest_difficulty", [3e-6]))["result"] is True
+        await miner.handshake(configure=False)
+        assert miner.difficulty == 3e-6
+        huge = await ScriptedMiner.connect(proxy.ports[0], worker="farm.huge")
+        await huge.request("mining.suggest_difficulty", [1e9])
+        await huge.handshake(configure=False)
+        assert huge.difficulty == 1e-5  # clamped to the pool's difficulty
