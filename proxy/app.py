@@ -17,6 +17,8 @@ import structlog
 
 from proxy.config import Config
 from proxy.downstream import MinerServer
+from proxy.http import HttpApi
+from proxy.metrics import Metrics
 from proxy.pools import PoolManager
 from proxy.runner import run
 from proxy.stats import StatsRegistry
@@ -25,6 +27,9 @@ log = structlog.get_logger("proxy.app")
 
 SWEEP_INTERVAL = 1.0
 """Seconds between session sweeps (timeouts, vardiff for silent miners)."""
+
+SAMPLE_INTERVAL = 15.0
+"""Seconds between hashrate samples of every worker (and expiry of idle workers)."""
 
 
 def split_hostport(address: str) -> tuple[str, int]:
@@ -36,12 +41,29 @@ def split_hostport(address: str) -> tuple[str, int]:
 class Proxy:
     """A running proxy: miner listeners, pool manager and housekeeping tasks."""
 
-    def __init__(self, config: Config, *, sweep_interval: float = SWEEP_INTERVAL) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        sweep_interval: float = SWEEP_INTERVAL,
+        sample_interval: float = SAMPLE_INTERVAL,
+    ) -> None:
         self.config = config
+        self.config_path = config_path
         self.sweep_interval = sweep_interval
-        self.stats = StatsRegistry()
-        self.pools = PoolManager(config)
-        self.server = MinerServer(config, self.pools, self.stats)
+        self.sample_interval = sample_interval
+        self.clock = asyncio.get_running_loop().time
+        self.started_at = self.clock()
+        self.last_reload: dict[str, object] | None = None
+        self.stats = StatsRegistry(
+            max_workers=config.http.max_workers, worker_expiry=config.http.worker_expiry
+        )
+        self.pools = PoolManager(config, clock=self.clock)
+        self.server = MinerServer(config, self.pools, self.stats, clock=self.clock)
+        self.metrics = Metrics(self.stats, self.pools, self.server)
+        self.pools.on_settle = self.metrics.observe_submit
+        self.http = HttpApi(self, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
 
@@ -50,11 +72,19 @@ class Proxy:
         for address in self.config.server.listen:
             host, port = split_hostport(address)
             await self.server.listen(host, port)
+        if self.config.http.enabled:
+            await self.http.start(*self.config.http.listen_address)
         self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
         self._spawn(self._sweep())
+        self._spawn(self._sample())
         if self.config.log.status_interval > 0:
             self._spawn(self._status(self.config.log.status_interval))
-        log.info("proxy started", listen=list(self.config.server.listen), ports=self.server.ports)
+        log.info(
+            "proxy started",
+            listen=list(self.config.server.listen),
+            ports=self.server.ports,
+            http=self.http.port,
+        )
 
     @property
     def ports(self) -> list[int]:
@@ -68,6 +98,24 @@ class Proxy:
         while True:
             await asyncio.sleep(self.sweep_interval)
             self.server.sweep()
+
+    async def _sample(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval)
+            self.stats.sample(self.clock())
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready when a pool is connected and authorized and its latest job is fresh."""
+        now = self.clock()
+        fresh_for = self.config.upstream.silence_timeout
+        ready = [c for p in self.pools.pools for c in p.ready_connections()]
+        if not ready:
+            return False, "no pool connected and authorized"
+        newest = max(ready, key=lambda c: c.last_job)
+        age = now - newest.last_job
+        if age > fresh_for:
+            return False, f"no fresh job: the newest is {age:.0f} s old (limit {fresh_for:.0f} s)"
+        return True, f"pool {newest.pool.name} ready, last job {age:.1f} s ago"
 
     async def _status(self, interval: float) -> None:
         while True:
@@ -92,6 +140,7 @@ class Proxy:
     async def stop(self) -> None:
         """Stop accepting, close pools and miners, cancel housekeeping."""
         self.server.stop_listening()
+        await self.http.stop()
         self.pools.close()
         self.server.close_all()
         for task in self._tasks:
@@ -124,14 +173,14 @@ def raise_open_file_limit() -> int:
     return soft
 
 
-def run_forever(config: Config) -> int:
+def run_forever(config: Config, config_path: str | None = None) -> int:
     """Run the proxy in the foreground on uvloop (when available) until signalled."""
     limit = raise_open_file_limit()
     if limit < config.server.max_miners + 100:
         log.warning("open-file limit below max_miners", limit=limit, max_miners=config.server.max_miners)
 
     async def main() -> None:
-        await Proxy(config).run_until_signalled()
+        await Proxy(config, config_path=config_path).run_until_signalled()
 
     run(main())
     return 0

@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"stratum-proxy: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log.level, config.log.format)
-    return run_forever(config)
+    return run_forever(config, args.config)
 
 
 def _check(args: argparse.Namespace) -> int:

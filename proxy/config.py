@@ -373,9 +373,18 @@ class HttpConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``HOST:PORT`` of the HTTP endpoint (loopback by default: metrics name every worker)."""
     admin_token_file: str | None = None
     """File holding the bearer token for admin endpoints; ``None`` disables them."""
+    enabled: bool = True
+    """Serve the HTTP endpoint at all."""
+    worker_expiry: float = 86_400.0
+    """Seconds after its last connection closed that a worker's series disappear, so the
+    metrics follow the live fleet."""
+    max_workers: int = 100_000
+    """Distinct worker names tracked at most; names beyond are counted as ``_other``."""
 
     def __post_init__(self) -> None:
         _check_address("listen", self.listen)
+        _check_positive("worker_expiry", self.worker_expiry)
+        _check_range("max_workers", self.max_workers, 1)
         if self.admin_token_file is not None and not self.admin_token_file.strip():
             raise ConfigError(
                 "must not be empty (leave the key out to disable admin)", key="admin_token_file"

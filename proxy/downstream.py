@@ -244,8 +244,12 @@ class MinerSession(asyncio.Protocol):
         self.server.sessions.discard(self)
         self.server.pools.detach(self)
         self.upstream = None
-        if self._stats is not None:
-            self._stats.connections -= 1
+        now = self.server.clock()
+        for name in self.workers:
+            stats = self.server.stats.workers.get(name)
+            if stats is not None:
+                stats.connections -= 1
+                stats.last_seen = now
         self.log.info("miner disconnected", reason=str(exc) if exc else "closed")
 
     def data_received(self, data: bytes) -> None:
@@ -434,7 +438,7 @@ class MinerSession(asyncio.Protocol):
             self.workers.add(name)
             if self.validator is not None:
                 self.validator.workers.add(name)
-            stats = self.server.stats.worker(name)
+            stats = self.server.stats.worker(name, self.server.clock())
             stats.connections += 1
             if self._stats is None:
                 self._stats_name, self._stats = name, stats
@@ -491,8 +495,10 @@ class MinerSession(asyncio.Protocol):
         p = msg.params
         verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
         stats = self._stats
-        if p.worker != self._stats_name:  # rare: several workers on one connection
-            stats = self.server.stats.worker(p.worker) if p.worker in self.workers else None
+        if p.worker != self._stats_name and p.worker in self.workers:
+            stats = self.server.stats.worker(p.worker)  # rare: several workers on one connection
+        # A share for a name never authorized here counts against the connection's own
+        # worker: an operator sees the misconfigured rig, and no series is made up for it.
         if verdict is _ACCEPTED:
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, validator.difficulty)

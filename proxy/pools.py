@@ -89,6 +89,8 @@ class PoolManager:
         self._last_mask = DEFAULT_VERSION_MASK
         self._closing = False
         self.on_block: Callable[[UpstreamConnection, MinerSession, ShareValidator], None] | None = None
+        # Told the pool name and seconds of every verdict on a forwarded share (metrics).
+        self.on_settle: Callable[[str, float], None] | None = None
 
     # ------------------------------------------------------------------ miners
 
@@ -337,6 +339,8 @@ class PoolManager:
         if reply is None:
             return
         pool.latency = latency
+        if self.on_settle is not None:
+            self.on_settle(pool.name, latency)
         if reply.accepted:
             pool.accepted += 1
         else:

@@ -21,6 +21,9 @@ from proxy.mining.target import target_from_difficulty
 from proxy.tools import wait_until
 from proxy.tools.pool import PoolConfig, TestPool
 
+HTTP_TOML = '[http]\nlisten = "127.0.0.1:0"\n'
+"""Every test proxy serves HTTP on a free port (see ``proxy.http.port``)."""
+
 READ_TIMEOUT = 10.0
 """Generous: a test waits for an answer that must come; this only stops a hung test."""
 
@@ -228,7 +231,7 @@ def proxy_config(
     )
     text = (
         f'[server]\nlisten = ["127.0.0.1:0"]\n{extra}\n{pools}\n'
-        f"[upstream]\n{upstream}\n[difficulty]\n{diff_toml}\n"
+        f"[upstream]\n{upstream}\n[difficulty]\n{diff_toml}\n{HTTP_TOML}"
     )
     return parse_config(text)
 

@@ -72,9 +72,11 @@ async def test_every_reject_reason_is_answered_and_counted() -> None:
             Verdict.INVALID_NTIME,
             Verdict.INVALID_VERSION,
             Verdict.INVALID_PARAMS,
+            Verdict.UNAUTHORIZED,
         ):
             assert counts[verdict] == 1, verdict
-        # A share for a worker never authorized here is not credited to any worker.
+        # A share for a name never authorized here counts against the connection's worker,
+        # and no series is made up for the name.
         assert "intruder.w9" not in proxy.stats.workers
         await miner.close()
 

@@ -10,7 +10,7 @@ import trustme
 from proxy.app import Proxy
 from proxy.config import Config, parse_config
 from proxy.tools import wait_until
-from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
+from tests.e2e.support import HTTP_TOML, ScriptedMiner, proxy_config, running_pool, running_proxy
 
 FAST = "backoff_initial = 0.05\nbackoff_max = 0.2\nprimary_hold = 0.2\nconnect_timeout = 2.0"
 
@@ -57,6 +57,7 @@ async def test_stratum_ssl_pool_with_an_untrusted_certificate_is_refused() -> No
 def _tls_config(port: int, ca_file: str | None) -> Config:
     text = '[server]\nlisten = ["127.0.0.1:0"]\n' + _pools_toml(port, ca_file)
     text += "[upstream]\n" + FAST + "\n[difficulty]\ninitial = 1e-7\nminimum = 1e-9\nvardiff = false\n"
+    text += HTTP_TOML
     return parse_config(text)
 
 

@@ -1,0 +1,200 @@
+"""The HTTP side (aiohttp): metrics, health, readiness and the JSON API.
+
+Read-only endpoints only; nothing here can change the proxy. Responses are built from the
+live objects with msgspec, and never contain a password: pools are shown by name and URL
+(a Stratum URL carries no credentials), miners by worker name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import msgspec
+from aiohttp import web
+
+from proxy import __version__
+from proxy.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Metrics
+from proxy.stats import WINDOWS
+
+if TYPE_CHECKING:
+    from proxy.app import Proxy
+
+_JSON = msgspec.json.Encoder()
+
+
+class WorkerView(msgspec.Struct):
+    """One worker in ``/api/v1/workers``."""
+
+    worker: str
+    connections: int
+    difficulty: list[float]
+    accepted: int
+    rejected: dict[str, int]
+    last_share: float | None
+    hashrate_1m: float
+    hashrate_15m: float
+
+
+class PoolView(msgspec.Struct):
+    """One pool in ``/api/v1/pools``."""
+
+    name: str
+    url: str
+    user: str
+    state: str
+    active: bool
+    connections: int
+    miners: int
+    difficulty: float | None
+    extranonce2_size: int | None
+    extranonce_prefix_size: int | None
+    miner_extranonce2_size: int | None
+    version_mask: str | None
+    latency_seconds: float
+    accepted: int
+    rejected: int
+    timeouts: int
+    blocks: int
+    jobs: int
+    last_job_age_seconds: float | None
+
+
+class StatusView(msgspec.Struct):
+    """``/api/v1/status``."""
+
+    version: str
+    uptime_seconds: float
+    config_file: str | None
+    last_reload: dict[str, object] | None
+    miners: int
+    workers: int
+
+
+def _json(payload: object, status: int = 200) -> web.Response:
+    return web.Response(body=_JSON.encode(payload), status=status, content_type="application/json")
+
+
+class HttpApi:
+    """The aiohttp application of one running :class:`~proxy.app.Proxy`."""
+
+    def __init__(self, proxy: Proxy, metrics: Metrics) -> None:
+        self.proxy = proxy
+        self.metrics = metrics
+        self.app = web.Application()
+        self.app.add_routes(
+            [
+                web.get("/metrics", self.handle_metrics),
+                web.get("/healthz", self.handle_healthz),
+                web.get("/readyz", self.handle_readyz),
+                web.get("/api/v1/workers", self.handle_workers),
+                web.get("/api/v1/pools", self.handle_pools),
+                web.get("/api/v1/status", self.handle_status),
+            ]
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` (port 0 picks one; see :attr:`port`)."""
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop listening and close open requests."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------------ handlers
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format, or OpenMetrics when the scraper asks for it."""
+        openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+        body = await self.metrics.render(openmetrics=openmetrics)
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def handle_healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the process serves HTTP."""
+        return _json({"status": "ok"})
+
+    async def handle_readyz(self, request: web.Request) -> web.Response:
+        """Readiness: a pool is connected and authorized and its latest job is fresh."""
+        ready, reason = self.proxy.readiness()
+        return _json({"ready": ready, "reason": reason}, status=200 if ready else 503)
+
+    async def handle_workers(self, request: web.Request) -> web.Response:
+        """Every tracked worker with its counters and hashrate estimates."""
+        difficulties: defaultdict[str, list[float]] = defaultdict(list)
+        for session in self.proxy.server.sessions:
+            for name in session.workers:
+                difficulties[name].append(session.vardiff.difficulty)
+        offset = time.time() - self.proxy.clock()
+        views = [
+            WorkerView(
+                worker=w.name,
+                connections=w.connections,
+                difficulty=difficulties.get(w.name, []),
+                accepted=w.accepted,
+                rejected=w.rejected_by_reason(),
+                last_share=round(w.last_share + offset, 3) if w.last_share else None,
+                hashrate_1m=w.hashrate[WINDOWS.index(60.0)],
+                hashrate_15m=w.hashrate[WINDOWS.index(900.0)],
+            )
+            for w in self.proxy.stats.workers.values()
+        ]
+        return _json({"workers": views})
+
+    async def handle_pools(self, request: web.Request) -> web.Response:
+        """Every configured pool: state, layout, latency and verdict counts."""
+        now = self.proxy.clock()
+        manager = self.proxy.pools
+        views = []
+        for pool in manager.pools:
+            ready = pool.ready_connections()
+            conn = ready[0] if ready else None
+            state = "ready" if ready else ("connecting" if pool.connections or pool.connecting else "down")
+            views.append(
+                PoolView(
+                    name=pool.name,
+                    url=pool.config.url,
+                    user=pool.config.user,
+                    state=state,
+                    active=pool is manager.active,
+                    connections=len(pool.connections),
+                    miners=sum(len(c.miners) for c in pool.connections),
+                    difficulty=conn.difficulty if conn else None,
+                    extranonce2_size=conn.extranonce2_size if conn else None,
+                    extranonce_prefix_size=conn.prefix_size if conn else None,
+                    miner_extranonce2_size=conn.miner_extranonce2_size if conn else None,
+                    version_mask=f"{conn.version_mask:08x}" if conn else None,
+                    latency_seconds=pool.latency,
+                    accepted=pool.accepted,
+                    rejected=pool.rejected,
+                    timeouts=pool.timeouts,
+                    blocks=pool.blocks,
+                    jobs=pool.jobs,
+                    last_job_age_seconds=round(now - conn.last_job, 3) if conn else None,
+                )
+            )
+        return _json({"pools": views})
+
+    async def handle_status(self, request: web.Request) -> web.Response:
+        """Version, uptime, config file and the last reload's result."""
+        proxy = self.proxy
+        return _json(
+            StatusView(
+                version=__version__,
+                uptime_seconds=round(proxy.clock() - proxy.started_at, 3),
+                config_file=proxy.config_path,
+                last_reload=proxy.last_reload,
+                miners=len(proxy.server.sessions),
+                workers=len(proxy.stats.workers),
+            )
+        )
