@@ -97,7 +97,11 @@ class Proxy:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_interval)
-            self.server.sweep()
+            try:
+                self.server.sweep()
+            except Exception:
+                # A bug in one sweep must not end timeouts and vardiff for good.
+                log.exception("session sweep failed")
 
     async def _sample(self) -> None:
         while True:
@@ -138,7 +142,11 @@ class Proxy:
         }
 
     async def stop(self) -> None:
-        """Stop accepting, close pools and miners, cancel housekeeping."""
+        """Stop accepting, close pools and miners, cancel housekeeping.
+
+        The pool side goes first: it answers every forwarded share still in flight with
+        its local verdict, so no miner request is left unanswered when miners are closed.
+        """
         self.server.stop_listening()
         await self.http.stop()
         self.pools.close()

@@ -36,7 +36,7 @@ def _bench_daemon(args: argparse.Namespace) -> int:
 
 
 def _bench_all(args: argparse.Namespace) -> int:
-    args.shares, args.repeats, args.scenarios = 20_000, 7, ",".join(("a", "b", "c", "d"))
+    args.shares, args.repeats, args.scenarios = 20_000, 7, "a,b,c,d,e"
     _bench_validate(args)
     print()
     return _bench_daemon(args)
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--repeats", type=int, default=7, help="timed loops; the best is kept")
     validate.set_defaults(handler=_bench_validate)
     daemon = benches.add_parser("daemon", help="pool, proxy and miners as separate processes (Linux)")
-    daemon.add_argument("--scenarios", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    daemon.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     daemon.set_defaults(handler=_bench_daemon)
     _add_tool_commands(commands)
     return parser

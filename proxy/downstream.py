@@ -72,6 +72,12 @@ MAX_WORKER_NAME: Final = 256
 ERROR_REFILL_SECONDS: Final = 10.0
 """The error budget refills one error per this many seconds (a leaky bucket)."""
 
+MAX_WORKERS_PER_CONNECTION: Final = 64
+"""Worker names one connection may authorize (a chained proxy may carry several)."""
+
+WRITE_HIGH_WATER: Final = 256 * 1024
+"""Unsent bytes to a miner past which it is taken as not reading and dropped (~100 jobs)."""
+
 _ACCEPTED: Final = Verdict.ACCEPTED
 _BLOCK: Final = Verdict.BLOCK_CANDIDATE
 _REJECT_TAILS: Final = tuple(error_tail(v.error_code, v.error_message) for v in Verdict)
@@ -147,8 +153,10 @@ class MinerSession(asyncio.Protocol):
         "_queue",
         "_stats",
         "_stats_name",
+        "_worker_stats",
         "authorized",
         "closed",
+        "closing",
         "config",
         "connected_at",
         "extranonce1",
@@ -163,8 +171,10 @@ class MinerSession(asyncio.Protocol):
         "peer",
         "pending_forwards",
         "prefix",
+        "previous_upstream",
         "server",
         "subscribed",
+        "told_mask",
         "transport",
         "upstream",
         "user_agent",
@@ -181,7 +191,8 @@ class MinerSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.log: Any = log
-        self.closed = False
+        self.closing = False  # no more input is handled; answers still go out
+        self.closed = False  # the transport is closed
         now = server.clock()
         self.connected_at = now
         self.last_activity = now
@@ -196,10 +207,12 @@ class MinerSession(asyncio.Protocol):
         self.mining = False
         self.extranonce_subscribed = False
         self.miner_mask: int | None = None
+        self.told_mask: int | None = None  # the version mask the miner was last told
         self.workers: set[str] = set()
         self.user_agent = ""
         # Placement on an upstream connection.
         self.upstream: UpstreamConnection | None = None
+        self.previous_upstream: UpstreamConnection | None = None  # until its jobs are void
         self.prefix = b""
         self.extranonce1 = b""
         self.extranonce2_size = 0
@@ -216,6 +229,7 @@ class MinerSession(asyncio.Protocol):
         )
         self._stats_name = ""
         self._stats: WorkerStats | None = None
+        self._worker_stats: dict[str, WorkerStats] = {}
         self.pending_forwards = 0
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -231,36 +245,37 @@ class MinerSession(asyncio.Protocol):
         server = self.server
         if len(server.sessions) >= self.config.server.max_miners:
             server.stats.connection("rejected_limit")
-            self.closed = True
+            self.closing = self.closed = True
             self.transport.abort()
             return
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         server.sessions.add(self)
         server.stats.connection("accepted")
         self.log.info("miner connected", miners=len(server.sessions))
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Free the extranonce prefix and forget the session."""
-        self.closed = True
+        self.closing = self.closed = True
         self.server.sessions.discard(self)
         self.server.pools.detach(self)
-        self.upstream = None
+        self.upstream = self.previous_upstream = None
         now = self.server.clock()
-        for name in self.workers:
-            stats = self.server.stats.workers.get(name)
-            if stats is not None:
-                stats.connections -= 1
-                stats.last_seen = now
+        for stats in self._worker_stats.values():
+            stats.connections -= 1
+            stats.last_seen = now
         self.log.info("miner disconnected", reason=str(exc) if exc else "closed")
 
     def data_received(self, data: bytes) -> None:
         """Frame and handle every complete line, in order."""
+        if self.closing:
+            return
         self.last_activity = self.server.clock()
         items = self.framer.feed(data)
         if self._busy:
             self._hold(items)
             return
         for i, item in enumerate(items):
-            if self.closed:
+            if self.closing:
                 return
             self._handle_item(item)
             if self._busy:  # a subscribe is waiting for a pool: keep the rest in order
@@ -272,9 +287,18 @@ class MinerSession(asyncio.Protocol):
             self._queue = deque()
         self._queue.extend(items)
 
-    def eof_received(self) -> bool | None:
-        """The miner half-closed: answer what is in flight, then close."""
-        return None
+    def eof_received(self) -> bool:
+        """The miner half-closed: answer what is in flight, then close (see :meth:`close`)."""
+        self.close("end of input")
+        return True  # keep the transport open for the answers; close() closes it
+
+    def pause_writing(self) -> None:
+        """The miner stopped reading and WRITE_HIGH_WATER bytes piled up: drop it."""
+        self.server.stats.connection("closed_not_reading")
+        self.log.info("closing: miner is not reading")
+        self.closing = self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -338,7 +362,13 @@ class MinerSession(asyncio.Protocol):
         except ValueError:
             return {"version-rolling": "invalid version-rolling.mask"}
         self.miner_mask = miner_mask
-        granted = self.server.pools.version_mask & miner_mask
+        pool_mask = (
+            self.upstream.version_mask if self.upstream is not None else self.server.pools.version_mask
+        )
+        granted = pool_mask & miner_mask
+        self.told_mask = granted
+        if self.validator is not None:
+            self.validator.version_mask = granted
         if not granted:
             return {"version-rolling": False}
         return {"version-rolling": True, "version-rolling.mask": f"{granted:08x}"}
@@ -357,6 +387,21 @@ class MinerSession(asyncio.Protocol):
             return 0
         return self.upstream.version_mask & self.miner_mask
 
+    def sync_version_mask(self) -> None:
+        """Make what the validator allows and what the miner was told the pool's mask now.
+
+        A miner that configured before it had a pool connection, or whose pool changed its
+        mask or was swapped by failover, is told with ``mining.set_version_mask`` (BIP310:
+        in force at once) instead of having its rolled shares rejected.
+        """
+        granted = self.granted_mask
+        if self.validator is not None:
+            self.validator.version_mask = granted
+        if self.miner_mask is not None and granted != self.told_mask:
+            self.told_mask = granted
+            params = SetVersionMaskParams(f"{granted:08x}")
+            self._send(self.server.encoder.encode(SetVersionMask(params=params)))
+
     def _on_subscribe(self, msg: Subscribe) -> None:
         if self.subscribed:
             self._reply_subscribe(msg.id)
@@ -374,7 +419,7 @@ class MinerSession(asyncio.Protocol):
     async def _subscribe_later(self, request_id: RequestId, preferred: bytes | None) -> None:
         timeout = max(0.0, self.handshake_deadline - self.server.clock())
         upstream = await self.server.pools.attach_wait(self, preferred, timeout)
-        if self.closed:
+        if self.closing:
             if upstream is not None:
                 self.server.pools.detach(self)
             return
@@ -387,20 +432,23 @@ class MinerSession(asyncio.Protocol):
         if self.transport is not None:
             self.transport.resume_reading()
         queue, self._queue = self._queue, None
-        while queue and not self._busy and not self.closed:
+        while queue and not self._busy and not self.closing:
             self._handle_item(queue.popleft())
         if queue:  # another wait began: what was left goes before anything newer
             queue.extend(self._queue or ())
             self._queue = queue
 
-    def attached(self, upstream: UpstreamConnection, prefix: bytes) -> None:
-        """Called by the pool manager when this session gets a place on ``upstream``."""
+    def attached(
+        self, upstream: UpstreamConnection, prefix: bytes, previous: UpstreamConnection | None = None
+    ) -> None:
+        """Called by the pool manager when this session gets a place on ``upstream``
+        (``previous``: the connection it was moved from, whose jobs may still be worked)."""
         self.upstream = upstream
         self.prefix = prefix
         self.extranonce1 = prefix if upstream.fold else upstream.extranonce1
         self.extranonce2_size = upstream.miner_extranonce2_size
         now = self.server.clock()
-        self.vardiff.set_ceiling(upstream.difficulty, now)
+        self.vardiff.set_ceiling(upstream.difficulty, now)  # told below or at mining start
         validator = self.validator
         if validator is None:
             validator = self.validator = ShareValidator(
@@ -413,7 +461,8 @@ class MinerSession(asyncio.Protocol):
         else:
             validator.set_extranonce(upstream.book, self.extranonce1, self.extranonce2_size)
             validator.set_difficulty(self.vardiff.difficulty, upstream.book.ids.next_seq)
-        validator.version_mask = self.granted_mask
+        self.previous_upstream = previous if validator.previous_book is not None else None
+        self.sync_version_mask()
 
     def _subscribed(self, request_id: RequestId) -> None:
         self.subscribed = True
@@ -435,18 +484,27 @@ class MinerSession(asyncio.Protocol):
             self._send(_UNAUTHORIZED.reply(msg.id))
             return
         if name not in self.workers:
-            self.workers.add(name)
-            if self.validator is not None:
-                self.validator.workers.add(name)
-            stats = self.server.stats.worker(name, self.server.clock())
-            stats.connections += 1
-            if self._stats is None:
-                self._stats_name, self._stats = name, stats
-                self.log = self.log.bind(worker=name)
+            if len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
+                self._send(error_tail(24, "Too many workers on one connection").reply(msg.id))
+                return
+            self._add_worker(name)
         self.authorized = True
         self._send(TRUE_REPLY.reply(msg.id))
-        self.log.info("miner authorized", agent=self.user_agent)
         self._maybe_start()
+
+    def _add_worker(self, name: str) -> None:
+        self.workers.add(name)
+        if self.validator is not None:
+            self.validator.workers.add(name)
+        stats = self.server.stats.worker(name, self.server.clock())
+        stats.connections += 1
+        self._worker_stats[name] = stats
+        if self._stats is None:
+            self._stats_name, self._stats = name, stats
+            self.log = self.log.bind(worker=name)
+            self.log.info("miner authorized", agent=self.user_agent)
+        else:
+            self.log.debug("another worker authorized", name=name)
 
     def _on_extranonce_subscribe(self, msg: ExtranonceSubscribe) -> None:
         self.extranonce_subscribed = True
@@ -495,18 +553,15 @@ class MinerSession(asyncio.Protocol):
         p = msg.params
         verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
         stats = self._stats
-        if p.worker != self._stats_name and p.worker in self.workers:
-            stats = self.server.stats.worker(p.worker)  # rare: several workers on one connection
-        # A share for a name never authorized here counts against the connection's own
-        # worker: an operator sees the misconfigured rig, and no series is made up for it.
+        if p.worker != self._stats_name:
+            # Rare: several workers on one connection. A name never authorized here counts
+            # against the connection's own worker, so no series is made up for it.
+            stats = self._worker_stats.get(p.worker, stats)
         if verdict is _ACCEPTED:
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, validator.difficulty)
         elif verdict <= _BLOCK:
-            upstream = self.upstream
-            assert upstream is not None
-            self.pending_forwards += 1
-            upstream.forward(self, request_id, stats, validator, verdict)
+            self._forward(request_id, stats, validator, verdict)
         else:
             self._send(_REJECT_TAILS[verdict].reply(request_id))
             if stats is not None:
@@ -515,6 +570,19 @@ class MinerSession(asyncio.Protocol):
         new_difficulty = self.vardiff.on_share(self.last_activity)
         if new_difficulty is not None:
             self._apply(new_difficulty)
+
+    def _forward(
+        self, request_id: RequestId, stats: WorkerStats | None, validator: ShareValidator, verdict: Verdict
+    ) -> None:
+        """Send a share upstream: to the connection whose job it is."""
+        upstream = self.upstream
+        job = validator.job
+        assert upstream is not None and job is not None
+        base = job.base
+        if upstream.book.jobs.get(base.job_id) is not base and self.previous_upstream is not None:
+            upstream = self.previous_upstream  # a job of the connection we were moved from
+        self.pending_forwards += 1
+        upstream.forward(self, request_id, stats, validator, verdict)
 
     def _credit(self, stats: WorkerStats | None, difficulty: float) -> None:
         if stats is not None:
@@ -542,11 +610,13 @@ class MinerSession(asyncio.Protocol):
                 stats.blocks += 1
             if reply is None and stats is not None:
                 stats.upstream_timeouts += 1
-            return
-        code = reply.code if reply.code is not None else 20
-        self._send(error_tail(code, reply.message or "Rejected by pool").reply(request_id))
-        if stats is not None:
-            stats.counts[UPSTREAM_REJECTED] += 1
+        else:
+            code = reply.code if reply.code is not None else 20
+            self._send(error_tail(code, reply.message or "Rejected by pool").reply(request_id))
+            if stats is not None:
+                stats.counts[UPSTREAM_REJECTED] += 1
+        if self.closing and not self.pending_forwards:
+            self._close_transport()  # the last answer a closing session was waiting for
 
     # ------------------------------------------------------------------ difficulty and jobs
 
@@ -571,21 +641,23 @@ class MinerSession(asyncio.Protocol):
     def _send_difficulty(self, difficulty: float) -> None:
         self._send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
 
-    def on_pool_difficulty(self, pool_difficulty: float, now: float) -> None:
-        """The pool's difficulty changed: clamp this miner below it (hashrate conservation)."""
-        self._apply(self.vardiff.set_ceiling(pool_difficulty, now))
+    def clamp_to_pool(self, pool_difficulty: float, seq: int, now: float) -> float | None:
+        """The pool's difficulty changed, taking effect with the job numbered ``seq``: keep
+        this miner at or below it (hashrate conservation). Returns the difficulty to send
+        the miner before that job, or None when nothing changes for it."""
+        new = self.vardiff.set_ceiling(pool_difficulty, now)
+        if new is None or self.validator is None:
+            return None
+        self.validator.set_difficulty(new, seq)
+        return new if self.mining else None
 
     def on_version_mask(self) -> None:
         """The pool changed its version mask: tell a rolling miner at once (BIP310)."""
-        if self.miner_mask is None or self.validator is None:
-            return
-        granted = self.granted_mask
-        self.validator.version_mask = granted
-        self._send(self.server.encoder.encode(SetVersionMask(params=SetVersionMaskParams(f"{granted:08x}"))))
+        self.sync_version_mask()
 
     def send_job(self, line: bytes) -> None:
         """A new job line from this session's upstream connection."""
-        if self.mining and self.transport is not None:
+        if self.mining and not self.closed and self.transport is not None:
             self.transport.write(line)
 
     def moved(self, old_extranonce1: bytes, old_size: int) -> None:
@@ -604,10 +676,11 @@ class MinerSession(asyncio.Protocol):
                 return
             params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
             self._send(self.server.encoder.encode(SetExtranonce(params=params)))
-        if self.mining:
+        if self.mining and self.upstream is not None:
             self._send_difficulty(self.vardiff.difficulty)
-            if self.upstream is not None and self.upstream.current_line is not None:
-                self._send(self.upstream.current_line)
+            line = self.upstream.clean_line()  # clean: work for the old connection is over
+            if line is not None:
+                self._send(line)
 
     def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
         """Ask the miner to reconnect (to us, or another instance) and close."""
@@ -619,7 +692,7 @@ class MinerSession(asyncio.Protocol):
 
     def tick(self, now: float) -> None:
         """Timeouts and vardiff for a miner that stopped submitting."""
-        if self.closed:
+        if self.closing:
             return
         if not self.mining and now > self.handshake_deadline:
             self.server.stats.connection("closed_handshake_timeout")
@@ -639,11 +712,20 @@ class MinerSession(asyncio.Protocol):
             transport.write(line)
 
     def close(self, reason: str) -> None:
+        """Stop handling input and close; shares still waiting for the pool's verdict are
+        answered first (the upstream side answers them within ``submit_timeout``)."""
+        if self.closing:
+            return
+        self.closing = True
+        self.log.debug("closing", reason=reason, pending=self.pending_forwards)
+        if not self.pending_forwards:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
         """Close after flushing what was written (a bounded wait, then abort)."""
         if self.closed:
             return
         self.closed = True
-        self.log.debug("closing", reason=reason)
         transport = self.transport
         if transport is None:
             return

@@ -81,14 +81,12 @@ class PoolManager:
         self.ids = JobIds()
         self.pools = [PoolState(p, i) for i, p in enumerate(config.pools)]
         self.active: PoolState | None = None
-        self.waiting: set[MinerSession] = set()
         # Miners whose connection died with no other pool ready: moved when one is.
         self.orphans: set[MinerSession] = set()
         self._capacity = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_mask = DEFAULT_VERSION_MASK
         self._closing = False
-        self.on_block: Callable[[UpstreamConnection, MinerSession, ShareValidator], None] | None = None
         # Told the pool name and seconds of every verdict on a forwarded share (metrics).
         self.on_settle: Callable[[str, float], None] | None = None
 
@@ -96,11 +94,9 @@ class PoolManager:
 
     @property
     def version_mask(self) -> int:
-        """The version mask of the active pool (what a configuring miner is offered)."""
-        if self.active is not None:
-            for conn in self.active.ready_connections():
-                self._last_mask = conn.version_mask
-                break
+        """What a miner that configures before it has a pool connection is offered: the
+        mask of the last connection that became ready. The miner is told the real mask
+        with set_version_mask once it is placed, if that differs."""
         return self._last_mask
 
     def attach(self, session: MinerSession, preferred: bytes | None = None) -> UpstreamConnection | None:
@@ -122,21 +118,17 @@ class PoolManager:
     ) -> UpstreamConnection | None:
         """Wait up to ``timeout`` for room on the active pool."""
         deadline = self.clock() + timeout
-        self.waiting.add(session)
-        try:
-            while not session.closed:
-                conn = self.attach(session, preferred)
-                if conn is not None:
-                    return conn
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    return None
-                self._capacity.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._capacity.wait(), min(remaining, 1.0))
-            return None
-        finally:
-            self.waiting.discard(session)
+        while not session.closing:
+            conn = self.attach(session, preferred)
+            if conn is not None:
+                return conn
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return None
+            self._capacity.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._capacity.wait(), min(remaining, 1.0))
+        return None
 
     def detach(self, session: MinerSession) -> None:
         """Free a miner's prefix (disconnect, or before a move)."""
@@ -148,20 +140,23 @@ class PoolManager:
         conn.allocator.release(session.prefix)
         pool = self.pools[conn.pool_index]
         if not conn.miners and pool.connections and conn is not pool.connections[0] and not conn.retired:
-            conn.retired = True  # an extra connection nobody uses any more
+            conn.retire()  # an extra connection nobody uses any more
         self._capacity.set()
 
     def move(self, session: MinerSession, target: PoolState) -> None:
         """Move one miner to a connection of ``target`` (failover, failback, relayout)."""
         old_e1, old_size = session.extranonce1, session.extranonce2_size
         old_prefix = session.prefix
+        previous = session.upstream
+        if previous is not None and previous.closing:
+            previous = None  # its jobs are void: nothing more can go to it
         self.detach(session)
         session.upstream = None
         for conn in target.ready_connections():
             if not conn.allocator.full:
                 prefix = conn.allocator.allocate(old_prefix)
                 conn.miners.add(session)
-                session.attached(conn, prefix)
+                session.attached(conn, prefix, previous)
                 session.moved(old_e1, old_size)
                 return
         self._open(target)
@@ -190,7 +185,8 @@ class PoolManager:
                 loop.create_connection(lambda: conn, host, port, ssl=context),
                 self.config.upstream.connect_timeout,
             )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+        except Exception as exc:
+            conn.close()
             if conn in pool.connections:
                 pool.connections.remove(conn)
             log.warning("pool connect failed", pool=pool.name, error=str(exc) or type(exc).__name__)
@@ -204,11 +200,15 @@ class PoolManager:
         # Jitter spreads reconnects of many proxies after a pool outage.
         pool.retry_at = self.clock() + pool.backoff * random.uniform(0.5, 1.5)
         pool.healthy_since = None
+        pool.redirect = None  # a redirect that failed is not tried again: back to the config
 
     def upstream_ready(self, conn: UpstreamConnection) -> None:
         """A connection finished its handshake and has a job."""
+        if conn.retired or conn.closing:
+            return
         pool = self.pools[conn.pool_index]
         pool.backoff = 0.0
+        self._last_mask = conn.version_mask
         if pool.healthy_since is None:
             pool.healthy_since = self.clock()
         if self.active is None or not self.active.is_ready:
@@ -270,7 +270,7 @@ class PoolManager:
                 new_port = pool.config.port
             pool.redirect = (host or pool.config.host, new_port)
         pool.retry_at = self.clock() + min(max(wait, 0.0), 300.0)
-        conn.retired = True  # not a failure: no backoff
+        conn.retire()  # not a failure: no backoff
 
     # ------------------------------------------------------------------ selection
 
@@ -285,10 +285,10 @@ class PoolManager:
             for session in [s for c in old.connections for s in list(c.miners)]:
                 self.move(session, pool)
             for conn in old.connections:
-                conn.retired = True
+                conn.retire()
         orphans, self.orphans = self.orphans, set()
         for session in orphans:
-            if not session.closed:
+            if not session.closing:
                 self.move(session, pool)
         self._capacity.set()  # subscribes waiting for a pool retry now
 
@@ -327,7 +327,7 @@ class PoolManager:
         for pool in self.pools[limit + 1 :]:
             for conn in pool.connections:
                 if not conn.miners:
-                    conn.retired = True
+                    conn.retire()
 
     def job_received(self, conn: UpstreamConnection) -> None:
         """Count a job from a pool."""
@@ -360,21 +360,26 @@ class PoolManager:
             worker=next(iter(session.workers), "?"),
             hash=validator.hash_int.to_bytes(32, "big").hex(),
         )
-        if self.on_block is not None:
-            self.on_block(conn, session, validator)
 
     async def run(self, interval: float = 0.5) -> None:
         """The manager's loop: connect, then tick until cancelled."""
         self._maintain()
         while True:
             await asyncio.sleep(interval)
-            self.tick()
+            try:
+                self.tick()
+            except Exception:
+                # A bug here must not end failover for good: log it and tick again.
+                log.exception("pool manager tick failed")
 
     def close(self) -> None:
-        """Close every upstream connection (shutdown)."""
+        """Shutdown: answer every forwarded share in flight, close every connection."""
         self._closing = True
+        for task in self._tasks:
+            task.cancel()
         for pool in self.pools:
             for conn in list(pool.connections):
+                conn.flush_pending()
                 conn.close()
 
     def snapshot(self) -> list[dict[str, Any]]:

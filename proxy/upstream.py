@@ -35,6 +35,7 @@ from proxy.stratum.messages import (
     Reconnect,
     Response,
     SetDifficulty,
+    SetDifficultyParams,
     SetExtranonce,
     SetVersionMask,
     ShowMessage,
@@ -58,6 +59,10 @@ _FIRST_SUBMIT_ID: Final = 10
 
 SUGGEST_INTERVAL: Final = 10.0
 """Seconds between looks at whether the pool should be asked for a higher difficulty."""
+
+RETIRE_GRACE: Final = 5.0
+"""Seconds a retired connection stays open for shares on its jobs (a miner that was just
+moved away sees the new job within milliseconds; this covers shares already in flight)."""
 
 SUGGEST_HYSTERESIS: Final = 1.5
 """Only suggest when miners want at least this much more than the pool gives."""
@@ -102,8 +107,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.last_message = now
         self.last_job = now
         self.ready = False
+        self.closing = False  # close() was called: handle nothing more from the pool
         self.closed = False
-        self.retired = False
+        self.retired = False  # no new miners; closed once it has nothing left to do
+        self._retired_at = 0.0
         # Layout, from the subscribe result.
         self.extranonce1 = b""
         self.extranonce2_size = 0
@@ -118,6 +125,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.book = JobBook(ids, ntime_window=cfg.server.ntime_window)
         self.current_notify: NotifyParams | None = None
         self.current_line: bytes | None = None
+        self._clean_line: bytes | None = None
+        # Set when every job was voided without the pool saying so (our extranonce1
+        # changed): the next job goes to miners with clean_jobs, so none keeps stale work.
+        self._force_clean = False
+        # A pool difficulty change waiting for the next job to carry it to the miners.
+        self._pending_ceiling: float | None = None
         self.miners: set[MinerSession] = set()
         self._next_id = _FIRST_SUBMIT_ID
         self.pending: dict[int, PendingShare] = {}
@@ -130,6 +143,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Send configure, subscribe and authorize at once (pools answer in order)."""
         # uvloop's transports do not subclass asyncio.Transport, but implement it.
         self.transport = cast("asyncio.Transport", transport)
+        if self.closing:  # closed (handshake timeout, shutdown) while the connect was under way
+            self.transport.close()
+            return
+        self.started_at = self.manager.clock()  # the handshake timeout starts now
         self.log.info("pool connected", url=f"{self.pool.host}:{self.pool.port}")
         self._request(
             _CONFIGURE_ID,
@@ -151,7 +168,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.ready = False
         self.book.void_all()
-        self._flush_pending()
+        self.flush_pending()
         self.log.info("pool disconnected", reason=str(exc) if exc else "closed", was_ready=was_ready)
         self.manager.upstream_lost(self)
 
@@ -159,7 +176,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Handle every complete line from the pool."""
         self.last_message = self.manager.clock()
         for item in self.framer.feed(data):
-            if self.closed:
+            if self.closing:
                 return
             try:
                 if isinstance(item, LineTooLong):
@@ -220,16 +237,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.log.debug("pool version rolling", mask=f"{self.version_mask:08x}")
 
     def _on_subscribe_result(self, msg: Response) -> None:
+        if self._subscribed:
+            return  # a second result must not re-layout prefixes miners already hold
         try:
             _, extranonce1, size = msgspec.json.decode(msg.result, type=tuple[Any, str, int])
             e1 = bytes.fromhex(extranonce1)
         except (msgspec.DecodeError, ValueError):
             self._handshake_failed(f"bad subscribe result: {bytes(msg.result)[:200]!r}")
             return
-        if not 0 <= size <= 32 or len(e1) > 32:
-            self._handshake_failed(
-                f"unusable extranonce layout: extranonce1 {len(e1)} bytes, extranonce2 {size}"
-            )
+        problem = _layout_problem(e1, size)
+        if problem:
+            self._handshake_failed(problem)
             return
         self._set_layout(e1, size)
         self._subscribed = True
@@ -288,24 +306,53 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.book.add(job)
         coinb1 = params.coinb1 + self.extranonce1.hex() if self.fold else params.coinb1
-        downstream = msgspec.structs.replace(params, job_id=job_id, coinb1=coinb1)
+        clean = params.clean_jobs or self._force_clean
+        self._force_clean = False
+        downstream = msgspec.structs.replace(params, job_id=job_id, coinb1=coinb1, clean_jobs=clean)
         line = encode_notify(downstream)
         self.current_notify = downstream
         self.current_line = line
+        self._clean_line = line if clean else None
         self.last_job = now
         self.manager.job_received(self)
-        self.log.debug("job", job_id=job_id, pool_job_id=params.job_id, clean=params.clean_jobs)
-        for session in self.miners:
-            session.send_job(line)
+        self.log.debug("job", job_id=job_id, pool_job_id=params.job_id, clean=clean)
+        ceiling, self._pending_ceiling = self._pending_ceiling, None
+        if ceiling is not None:
+            self._broadcast_with_ceiling(ceiling, seq, line, now)
+        else:
+            for session in self.miners:
+                session.send_job(line)
         self._maybe_ready()
 
+    def _broadcast_with_ceiling(self, ceiling: float, seq: int, line: bytes, now: float) -> None:
+        """Send a job that carries a new pool difficulty: each miner whose difficulty must
+        change gets ``set_difficulty`` first (encoded once per distinct value), then the
+        same job line as everyone else, so the change takes effect with this job."""
+        encoded: dict[float, bytes] = {}
+        for session in list(self.miners):
+            difficulty = session.clamp_to_pool(ceiling, seq, now)
+            if difficulty is not None:
+                prefix = encoded.get(difficulty)
+                if prefix is None:
+                    prefix = encoded[difficulty] = self.encoder.encode(
+                        SetDifficulty(params=SetDifficultyParams(difficulty))
+                    )
+                session.send_job(prefix)
+            session.send_job(line)
+
+    def clean_line(self) -> bytes | None:
+        """The current job with clean_jobs set, for miners just moved here (encoded once)."""
+        if self._clean_line is None and self.current_notify is not None:
+            self._clean_line = encode_notify(msgspec.structs.replace(self.current_notify, clean_jobs=True))
+        return self._clean_line
+
     def _on_set_difficulty(self, difficulty: float) -> None:
+        # Like a miner, the pool applies a new difficulty to its next job; so do we: the
+        # miners are clamped when that job arrives, in one broadcast (see _on_notify).
         self.difficulty = difficulty
         self.book.upstream_target = target_from_difficulty(difficulty)
+        self._pending_ceiling = difficulty
         self.log.info("pool difficulty", difficulty=difficulty)
-        now = self.manager.clock()
-        for session in list(self.miners):
-            session.on_pool_difficulty(difficulty, now)
 
     def _on_set_version_mask(self, mask_hex: str) -> None:
         try:
@@ -320,11 +367,15 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             e1 = bytes.fromhex(extranonce1_hex)
         except ValueError:
-            self.log.warning("pool sent a bad extranonce1; closing")
+            e1, size = b"", -1
+        problem = _layout_problem(e1, size)
+        if problem or not self._subscribed:
+            self.log.warning("pool sent an unusable mining.set_extranonce; closing", problem=problem)
             self.close()
             return
         self.book.void_all()  # coinb1 of every job had the old E1 folded in
-        self.current_notify = self.current_line = None
+        self.current_notify = self.current_line = self._clean_line = None
+        self._force_clean = True
         self.extranonce1 = e1
         prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
         if (
@@ -380,7 +431,8 @@ class UpstreamConnection(asyncio.Protocol):
                 pending.request_id, pending.stats, pending.difficulty, pending.verdict, reply
             )
 
-    def _flush_pending(self) -> None:
+    def flush_pending(self) -> None:
+        """Answer every share in flight with its local verdict (connection lost, shutdown)."""
         pending, self.pending = self.pending, {}
         for share in pending.values():
             self._settle(share, None)
@@ -395,12 +447,18 @@ class UpstreamConnection(asyncio.Protocol):
             self.manager.submit_timed_out(self)
             self._settle(self.pending.pop(key), None)
         upstream = self.manager.config.upstream
-        if not self.ready and not self.closed and now - self.started_at > upstream.handshake_timeout:
+        connected = self.transport is not None  # the connect has a timeout of its own
+        if (
+            connected
+            and not self.ready
+            and not self.closing
+            and now - self.started_at > upstream.handshake_timeout
+        ):
             self._handshake_failed("handshake timeout")
         elif self.ready and now - max(self.last_message, self.last_job) > upstream.silence_timeout:
             self.log.warning("pool silent; closing", seconds=round(now - self.last_message, 1))
             self.close()
-        if self.retired and not self.pending and not self.closed:
+        if self.retired and not self.closing and not self.pending and now - self._retired_at >= RETIRE_GRACE:
             self.close()
         if self.ready and now >= self._suggest_at:
             self._suggest_at = now + SUGGEST_INTERVAL
@@ -434,9 +492,29 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(line)
 
+    def retire(self) -> None:
+        """Take no new miners; close after :data:`RETIRE_GRACE` once nothing is in flight.
+
+        The grace lets miners just moved elsewhere finish shares on this connection's
+        jobs (a block among them still reaches the pool that issued the job)."""
+        if not self.retired:
+            self.retired = True
+            self._retired_at = self.manager.clock()
+
     def close(self) -> None:
-        """Close the connection; :meth:`connection_lost` does the rest."""
+        """Close the connection; :meth:`connection_lost` does the rest.
+
+        Before the TCP connect completed there is no transport yet: ``closing`` makes
+        :meth:`connection_made` close it the moment it exists.
+        """
+        self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
-        elif self.transport is None:
-            self.closed = True
+
+
+def _layout_problem(extranonce1: bytes, extranonce2_size: int) -> str:
+    """Why a pool's extranonce layout is unusable, or "" when it is fine."""
+    if not 1 <= extranonce2_size <= 32 or len(extranonce1) > 32:
+        sizes = f"extranonce1 {len(extranonce1)} bytes, extranonce2 {extranonce2_size}"
+        return f"unusable extranonce layout: {sizes}"
+    return ""

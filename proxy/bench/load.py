@@ -166,6 +166,21 @@ async def _closed(
     return {"answered": done, "accepted": accepted, "seconds": elapsed}
 
 
+async def _open_phases(miners: list[LoadMiner], rate: float, seconds: float, phases: int) -> dict[str, Any]:
+    """Open loop several times over the same connections; between phases, wait for a line on
+    stdin (the orchestrator changes something, e.g. starts scraping the metrics)."""
+    results: list[dict[str, Any]] = []
+    for phase in range(phases):
+        if phase:
+            print(json.dumps({"event": "phase_done", "phase": phase - 1, **results[-1]}), flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        for miner in miners:
+            miner.rtts.clear()
+            miner.accepted = 0
+        results.append(await _open(miners, rate, seconds))
+    return {"phases": results}
+
+
 async def _open(miners: list[LoadMiner], rate: float, seconds: float) -> dict[str, Any]:
     tick = 0.005
     per_tick = rate * tick
@@ -228,7 +243,8 @@ async def main(scenario: dict[str, Any]) -> None:
     if mode == "closed":
         result = await _closed(miners, ready, scenario["window"], scenario["seconds"])
     elif mode == "open":
-        result = await _open(miners, scenario["rate"], scenario["seconds"])
+        phases = scenario.get("phases", 1)
+        result = await _open_phases(miners, scenario["rate"], scenario["seconds"], phases)
     elif mode == "fanout":
         result = await _fanout(miners, scenario["jobs"])
     else:

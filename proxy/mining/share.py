@@ -135,6 +135,7 @@ class ShareValidator:
         "job",
         "nonce",
         "ntime",
+        "previous_book",
         "version",
         "version_mask",
         "workers",
@@ -155,6 +156,7 @@ class ShareValidator:
         self._hex_len = 2 * extranonce2_size
         self.version_mask = version_mask
         self.workers: set[str] = set()
+        self.previous_book: JobBook | None = None
         self._target = target_from_difficulty(difficulty)
         self._difficulty = difficulty
         self._target_since = 0
@@ -172,7 +174,14 @@ class ShareValidator:
     # ------------------------------------------------------------------ state changes
 
     def set_extranonce(self, book: JobBook, extranonce1: bytes, extranonce2_size: int) -> None:
-        """Move to another upstream connection or extranonce layout."""
+        """Move to another upstream connection or extranonce layout.
+
+        With the same extranonce the old book's jobs stay valid until that book is voided
+        (its connection closes): shares the miner was already working on when it was moved
+        are still judged, and a block among them still goes to the pool that issued it.
+        """
+        same = (extranonce1, extranonce2_size) == (self.extranonce1, self.extranonce2_size)
+        self.previous_book = self.book if same and book is not self.book else None
         self.book = book
         self.extranonce1 = extranonce1
         self.extranonce2_size = extranonce2_size
@@ -216,7 +225,7 @@ class ShareValidator:
 
     # ------------------------------------------------------------------ the hot path
 
-    def check(  # noqa: PLR0912 - one flat function: a call per check would cost more than the check
+    def check(  # noqa: PLR0912, PLR0915 - one flat function: a call per check costs more than the check
         self,
         worker: str,
         job_id: str,
@@ -228,11 +237,17 @@ class ShareValidator:
         """Validate one ``mining.submit``; see the module docstring for the checks."""
         if worker not in self.workers:
             return _UNAUTHORIZED
-        job = self.book.jobs.get(job_id)
+        book = self.book
+        job = book.jobs.get(job_id)
         if job is None:
             job = self._aliases.get(job_id)
             if job is None or job.base.voided:
-                return _JOB_NOT_FOUND
+                # Not ours: maybe a job of the connection this miner was just moved from.
+                previous = self.previous_book
+                job = None if previous is None else previous.jobs.get(job_id)
+                if job is None or previous is None:
+                    return _JOB_NOT_FOUND
+                book = previous
         self.job = job
         if len(extranonce2) != self._hex_len or len(ntime) != 8 or len(nonce) != 8:
             return _INVALID_PARAMS
@@ -274,18 +289,18 @@ class ShareValidator:
         self.nonce = nonce_int
         self.version = version
         self.hash_int = hash_int
-        if hash_int <= job.network_target:
-            seen.add(key)
-            return _BLOCK
         if job.seq >= self._target_since:
             target = self._target
             self.difficulty = self._difficulty
         else:
             target, self.difficulty = self.target_for(job)
+        if hash_int <= job.network_target:
+            seen.add(key)
+            return _BLOCK
         if hash_int > target:
             return _LOW_DIFFICULTY
         seen.add(key)
-        if hash_int <= job.upstream_target or hash_int <= self.book.upstream_target:
+        if hash_int <= job.upstream_target or hash_int <= book.upstream_target:
             return _ACCEPTED_UPSTREAM
         return _ACCEPTED
 
