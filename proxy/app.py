@@ -1,23 +1,30 @@
 """Wires the proxy together and owns its lifetime: the one place that builds everything.
 
-Signal handlers only set an event (as uvicorn does); the main coroutine notices and shuts
-down in order: stop accepting, stop the pool side, close miners.
+Signal handlers only set an event or start a task (as uvicorn does). SIGHUP reloads the
+config; SIGTERM or SIGINT drains: stop accepting, turn unready, ask every miner to
+reconnect (behind a load balancer it lands on another instance), answer every share in
+flight, then close the pool side and exit. A second SIGTERM/SIGINT exits at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import resource
 import signal
+import sys
+import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import structlog
 
-from proxy.config import Config
+from proxy.config import Config, ConfigDiff, ConfigError, diff_config, load_config
 from proxy.downstream import MinerServer
 from proxy.http import HttpApi
+from proxy.logs import configure_logging
 from proxy.metrics import Metrics
 from proxy.pools import PoolManager
 from proxy.runner import run
@@ -30,12 +37,6 @@ SWEEP_INTERVAL = 1.0
 
 SAMPLE_INTERVAL = 15.0
 """Seconds between hashrate samples of every worker (and expiry of idle workers)."""
-
-
-def split_hostport(address: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` into its parts (validated by the config)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class Proxy:
@@ -65,13 +66,15 @@ class Proxy:
         self.pools.on_settle = self.metrics.observe_submit
         self.http = HttpApi(self, self.metrics)
         self._tasks: list[asyncio.Task[None]] = []
+        self._reload_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
+        self.draining = False
 
     async def start(self) -> None:
         """Bind the listeners and start the pool manager."""
         for address in self.config.server.listen:
-            host, port = split_hostport(address)
-            await self.server.listen(host, port)
+            await self.server.listen(address)
+        self.http.admin_token = read_admin_token(self.config.http.admin_token_file)
         if self.config.http.enabled:
             await self.http.start(*self.config.http.listen_address)
         self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
@@ -110,6 +113,8 @@ class Proxy:
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when a pool is connected and authorized and its latest job is fresh."""
+        if self.draining:
+            return False, "draining: shutting down"
         now = self.clock()
         fresh_for = self.config.upstream.silence_timeout
         ready = [c for p in self.pools.pools for c in p.ready_connections()]
@@ -141,6 +146,86 @@ class Proxy:
             "blocks": sum(p.blocks for p in self.pools.pools),
         }
 
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read the config file and apply it without dropping a miner.
+
+        The whole file is validated first; an invalid one changes nothing (the error names
+        the key and line). Returns what ``/api/v1/status`` shows as ``last_reload``.
+        """
+        async with self._reload_lock:
+            try:
+                if self.config_path is None:
+                    raise ConfigError("no config file to reload (the proxy was started without one)")
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                return self._reload_failed(exc)
+            try:
+                token = read_admin_token(new.http.admin_token_file)
+            except ConfigError as exc:
+                return self._reload_failed(exc)
+            self.http.admin_token = token
+            changes = await self._apply(new)
+            self.metrics.reloads.labels("success").inc()
+            self.last_reload = {"result": "success", "at": time.time(), "changes": changes}
+            log.info("config reloaded", **changes)
+            return self.last_reload
+
+    def _reload_failed(self, exc: ConfigError) -> dict[str, object]:
+        self.metrics.reloads.labels("failure").inc()
+        self.last_reload = {"result": "failure", "at": time.time(), "error": str(exc)}
+        log.error("config reload failed; the old config stays in force", error=str(exc))
+        return self.last_reload
+
+    async def _restart_http(self) -> None:
+        await self.http.stop()
+        if self.config.http.enabled:
+            await self.http.start(*self.config.http.listen_address)
+
+    async def _apply(self, new: Config) -> dict[str, object]:
+        """Put a validated config in force, part by part."""
+        diff: ConfigDiff = diff_config(self.config, new)
+        self.config = new
+        if diff.log_changed:
+            configure_logging(new.log.level, new.log.format)
+        self.stats.max_workers = new.http.max_workers
+        self.stats.worker_expiry = new.http.worker_expiry
+        self.pools.reconfigure(new)  # pools added, removed, reordered, credentials
+        self.metrics.add_pools(p.name for p in new.pools)
+        self.server.reconfigure(new)  # limits, timeouts, difficulty re-targeted
+        added, removed = await self.server.sync_listeners()
+        if diff.http_changed:
+            # Not awaited here: a reload asked over HTTP must get its answer before the
+            # server it came through is restarted.
+            self._spawn(self._restart_http())
+        return {
+            "pools_added": list(diff.pools_added),
+            "pools_removed": list(diff.pools_removed),
+            "pools_changed": list(diff.pools_changed),
+            "pools_reordered": diff.pools_reordered,
+            "difficulty_changed": diff.difficulty_changed,
+            "limits_changed": diff.server_limits_changed,
+            "log_changed": diff.log_changed,
+            "listeners_added": added,
+            "listeners_removed": removed,
+        }
+
+    # ------------------------------------------------------------------ stop
+
+    async def drain(self) -> None:
+        """Graceful stop: no new miners, readiness off, miners asked to reconnect (to
+        another instance behind the balancer), every share in flight answered, bounded by
+        ``[server] drain_grace``."""
+        self.draining = True
+        self.server.stop_listening()
+        for session in list(self.server.sessions):
+            session.reconnect()  # deferred close: forwarded shares are answered first
+        deadline = self.clock() + self.config.server.drain_grace
+        while self.server.sessions and self.clock() < deadline:
+            await asyncio.sleep(0.05)
+        log.info("drained", miners_left=len(self.server.sessions))
+
     async def stop(self) -> None:
         """Stop accepting, close pools and miners, cancel housekeeping.
 
@@ -159,16 +244,52 @@ class Proxy:
         self._tasks.clear()
         log.info("proxy stopped")
 
+    def _on_stop_signal(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second stop signal: exiting at once")
+            os._exit(1)
+        self.stopping.set()
+
+    def _on_reload_signal(self) -> None:
+        self._spawn(self._reload_from_signal())
+
+    async def _reload_from_signal(self) -> None:
+        await self.reload()
+
     async def run_until_signalled(self) -> None:
-        """Start, wait for SIGINT/SIGTERM, stop."""
+        """Start; reload on SIGHUP; on SIGTERM/SIGINT drain and stop."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, self.stopping.set)
+                loop.add_signal_handler(sig, self._on_stop_signal)
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.start()
         await self.stopping.wait()
-        log.info("shutting down")
+        log.info("shutting down: draining miners", miners=len(self.server.sessions))
+        await self.drain()
         await self.stop()
+
+
+MIN_TOKEN_LENGTH = 16
+"""Shortest admin token accepted: a guessable token would make the admin API a liability."""
+
+
+def read_admin_token(path: str | None) -> bytes | None:
+    """The admin bearer token from its file (None: admin endpoints disabled)."""
+    if path is None:
+        return None
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the admin token file: {exc.strerror}", key="http.admin_token_file"
+        ) from None
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise ConfigError(
+            f"the admin token must be at least {MIN_TOKEN_LENGTH} characters", key="http.admin_token_file"
+        )
+    return token
 
 
 def raise_open_file_limit() -> int:
@@ -187,8 +308,12 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
     if limit < config.server.max_miners + 100:
         log.warning("open-file limit below max_miners", limit=limit, max_miners=config.server.max_miners)
 
-    async def main() -> None:
-        await Proxy(config, config_path=config_path).run_until_signalled()
+    async def main() -> int:
+        try:
+            await Proxy(config, config_path=config_path).run_until_signalled()
+        except ConfigError as exc:  # e.g. an unreadable admin token file
+            print(f"stratum-proxy: {exc}", file=sys.stderr)
+            return 2
+        return 0
 
-    run(main())
-    return 0
+    return run(main())

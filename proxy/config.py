@@ -216,6 +216,18 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     the proxy's own verdict."""
     ntime_window: int = 7000
     """Seconds a share's ntime may run ahead of its job's ntime."""
+    drain_grace: float = 10.0
+    """Seconds a stopping proxy waits for pool verdicts on shares in flight and for miners
+    to leave after ``client.reconnect``, before it closes what is left."""
+    reuse_port: bool = False
+    """Bind listeners with SO_REUSEPORT, so a new process can start beside the old one
+    during an upgrade (the kernel spreads new connections over both)."""
+    proxy_protocol: bool = False
+    """Expect a PROXY protocol v1 or v2 header (from HAProxy or a cloud load balancer) on
+    every miner connection, giving the miner's real address."""
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    """Networks allowed to send PROXY headers; other peers are refused when
+    ``proxy_protocol`` is on (a miner must not be able to forge its address)."""
 
     def __post_init__(self) -> None:
         if not self.listen:
@@ -231,11 +243,22 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
         _check_range("max_miners", self.max_miners, 1)
         _check_positive("submit_timeout", self.submit_timeout)
         _check_range("ntime_window", self.ntime_window, 0)
+        _check_positive("drain_grace", self.drain_grace)
+        for i, network in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"not a network: {network!r}", key=f"trusted_proxies[{i}]") from None
 
     @property
     def listen_addresses(self) -> tuple[tuple[str, int], ...]:
         """``listen`` as ``(host, port)`` pairs, IPv6 hosts without brackets."""
         return tuple(parse_listen_address(a) for a in self.listen)
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``trusted_proxies`` parsed."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
 
 
 class PoolConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

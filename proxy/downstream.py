@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import msgspec
 import structlog
 
+from proxy.config import Config, parse_listen_address
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
@@ -58,9 +59,9 @@ from proxy.stratum.messages import (
     SuggestDifficulty,
     SuggestTarget,
 )
+from proxy.stratum.proxyproto import ProxyHeaderError, ProxyHeaderParser, is_trusted
 
 if TYPE_CHECKING:
-    from proxy.config import Config
     from proxy.pools import PoolManager
     from proxy.upstream import UpstreamConnection
 
@@ -103,31 +104,52 @@ class MinerServer:
         self.clock: Callable[[], float] = clock or asyncio.get_running_loop().time
         self.sessions: set[MinerSession] = set()
         self.encoder = LineEncoder()
-        self._servers: list[asyncio.Server] = []
+        self._servers: dict[str, asyncio.Server] = {}  # by the configured address text
 
     def protocol_factory(self) -> MinerSession:
         """A new session for an accepted connection."""
         return MinerSession(self)
 
-    async def listen(self, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
-        """Start one miner listener."""
+    async def listen(self, address: str) -> asyncio.Server:
+        """Start the miner listener for one configured ``HOST:PORT``."""
+        host, port = parse_listen_address(address)
         loop = asyncio.get_running_loop()
+        reuse_port = self.config.server.reuse_port or None
         server = await loop.create_server(
-            self.protocol_factory, host, port, reuse_port=reuse_port or None, backlog=4096
+            self.protocol_factory, host, port, reuse_port=reuse_port, backlog=4096
         )
-        self._servers.append(server)
+        self._servers[address] = server
         return server
+
+    async def sync_listeners(self) -> tuple[list[str], list[str]]:
+        """Open listeners the config added and close those it removed (their connections
+        stay until they close). Returns (added, removed)."""
+        wanted = list(self.config.server.listen)
+        removed = [a for a in self._servers if a not in wanted]
+        for address in removed:
+            self._servers.pop(address).close()
+        added = [a for a in wanted if a not in self._servers]
+        for address in added:
+            await self.listen(address)
+        return added, removed
 
     @property
     def ports(self) -> list[int]:
         """The bound ports of every listener (useful with port 0 in tests)."""
-        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
+        return [sock.getsockname()[1] for server in self._servers.values() for sock in server.sockets]
 
     def stop_listening(self) -> None:
         """Stop accepting; existing sessions stay."""
-        for server in self._servers:
+        for server in self._servers.values():
             server.close()
         self._servers.clear()
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply reloaded limits and difficulty settings to every connected miner."""
+        self.config = config
+        now = self.clock()
+        for session in list(self.sessions):
+            session.reconfigure(now)
 
     def sweep(self) -> None:
         """Periodic housekeeping: handshake and idle timeouts, vardiff for silent miners."""
@@ -150,6 +172,7 @@ class MinerSession(asyncio.Protocol):
         "_busy",
         "_errors",
         "_errors_at",
+        "_proxy_header",
         "_queue",
         "_stats",
         "_stats_name",
@@ -157,7 +180,6 @@ class MinerSession(asyncio.Protocol):
         "authorized",
         "closed",
         "closing",
-        "config",
         "connected_at",
         "extranonce1",
         "extranonce2_size",
@@ -185,7 +207,6 @@ class MinerSession(asyncio.Protocol):
 
     def __init__(self, server: MinerServer) -> None:
         self.server = server
-        self.config = server.config
         cfg = server.config
         self.framer = LineFramer(cfg.server.max_line_bytes)
         self.transport: asyncio.Transport | None = None
@@ -200,6 +221,7 @@ class MinerSession(asyncio.Protocol):
         self._errors = 0.0
         self._errors_at = now
         self._queue: deque[bytes | LineTooLong] | None = None  # only while a subscribe waits
+        self._proxy_header: ProxyHeaderParser | None = None  # until the PROXY header is read
         self._busy = False
         # Handshake state.
         self.subscribed = False
@@ -232,6 +254,28 @@ class MinerSession(asyncio.Protocol):
         self._worker_stats: dict[str, WorkerStats] = {}
         self.pending_forwards = 0
 
+    @property
+    def config(self) -> Config:
+        """The config in force (a reload swaps it on the server)."""
+        return self.server.config
+
+    def reconfigure(self, now: float) -> None:
+        """A reload changed the config: new line cap, and difficulty re-targeted."""
+        cfg = self.config
+        self.framer.max_line = cfg.server.max_line_bytes
+        d = cfg.difficulty
+        self._apply(
+            self.vardiff.reconfigure(
+                initial=d.initial,
+                minimum=d.minimum,
+                maximum=d.maximum,
+                target_interval=d.target_share_interval,
+                retarget_interval=d.retarget_interval,
+                enabled=d.vardiff,
+                now=now,
+            )
+        )
+
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -248,10 +292,20 @@ class MinerSession(asyncio.Protocol):
             self.closing = self.closed = True
             self.transport.abort()
             return
+        if self.config.server.proxy_protocol:
+            # Only the balancer may say where a miner really is: anyone else could forge it.
+            if not peername or not is_trusted(str(peername[0]), self.config.server.trusted_networks):
+                server.stats.connection("rejected_untrusted_proxy")
+                self.log.warning("closing: PROXY header expected from a trusted balancer only")
+                self.closing = self.closed = True
+                self.transport.abort()
+                return
+            self._proxy_header = ProxyHeaderParser()
         self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         server.sessions.add(self)
         server.stats.connection("accepted")
-        self.log.info("miner connected", miners=len(server.sessions))
+        if self._proxy_header is None:  # else logged once the header says who it is
+            self.log.info("miner connected", miners=len(server.sessions))
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Free the extranonce prefix and forget the session."""
@@ -270,6 +324,10 @@ class MinerSession(asyncio.Protocol):
         if self.closing:
             return
         self.last_activity = self.server.clock()
+        if self._proxy_header is not None:
+            data = self._read_proxy_header(data)
+            if not data:
+                return
         items = self.framer.feed(data)
         if self._busy:
             self._hold(items)
@@ -281,6 +339,26 @@ class MinerSession(asyncio.Protocol):
             if self._busy:  # a subscribe is waiting for a pool: keep the rest in order
                 self._hold(items[i + 1 :])
                 return
+
+    def _read_proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY protocol header; return the Stratum bytes after it."""
+        assert self._proxy_header is not None
+        try:
+            parsed = self._proxy_header.feed(data)
+        except ProxyHeaderError as exc:
+            self.server.stats.connection("closed_bad_input")
+            self.log.info("closing: bad PROXY header", error=exc.message)
+            self.close(exc.message)
+            return b""
+        if parsed is None:
+            return b""  # more of the header to come
+        info, rest = parsed
+        self._proxy_header = None
+        if info.source is not None:  # None: the balancer's own connection (a health check)
+            balancer, self.peer = self.peer, f"{info.source[0]}:{info.source[1]}"
+            self.log = log.bind(peer=self.peer, via=balancer)
+        self.log.info("miner connected", miners=len(self.server.sessions))
+        return rest
 
     def _hold(self, items: list[bytes | LineTooLong]) -> None:
         if self._queue is None:

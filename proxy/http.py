@@ -1,12 +1,15 @@
-"""The HTTP side (aiohttp): metrics, health, readiness and the JSON API.
+"""The HTTP side (aiohttp): metrics, health, readiness, the JSON API and the admin API.
 
-Read-only endpoints only; nothing here can change the proxy. Responses are built from the
-live objects with msgspec, and never contain a password: pools are shown by name and URL
-(a Stratum URL carries no credentials), miners by worker name.
+Everything is read-only except ``POST /api/v1/reload``, which needs the bearer token from
+``[http] admin_token_file`` (compared in constant time) and is disabled without one.
+Responses are built from the live objects with msgspec, and never contain a password or
+the token: pools are shown by name and URL (a Stratum URL carries no credentials), miners
+by worker name.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
@@ -29,6 +32,7 @@ class WorkerView(msgspec.Struct):
 
     worker: str
     connections: int
+    peers: list[str]
     difficulty: list[float]
     accepted: int
     rejected: dict[str, int]
@@ -91,8 +95,10 @@ class HttpApi:
                 web.get("/api/v1/workers", self.handle_workers),
                 web.get("/api/v1/pools", self.handle_pools),
                 web.get("/api/v1/status", self.handle_status),
+                web.post("/api/v1/reload", self.handle_reload),
             ]
         )
+        self.admin_token: bytes | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -132,14 +138,17 @@ class HttpApi:
     async def handle_workers(self, request: web.Request) -> web.Response:
         """Every tracked worker with its counters and hashrate estimates."""
         difficulties: defaultdict[str, list[float]] = defaultdict(list)
+        peers: defaultdict[str, list[str]] = defaultdict(list)
         for session in self.proxy.server.sessions:
             for name in session.workers:
                 difficulties[name].append(session.vardiff.difficulty)
+                peers[name].append(session.peer)  # the miner's real address behind a balancer
         offset = time.time() - self.proxy.clock()
         views = [
             WorkerView(
                 worker=w.name,
                 connections=w.connections,
+                peers=peers.get(w.name, []),
                 difficulty=difficulties.get(w.name, []),
                 accepted=w.accepted,
                 rejected=w.rejected_by_reason(),
@@ -184,6 +193,26 @@ class HttpApi:
                 )
             )
         return _json({"pools": views})
+
+    async def handle_reload(self, request: web.Request) -> web.Response:
+        """Reload the config file (admin): 200 with the changes, or 400 with the error."""
+        denied = self._check_admin(request)
+        if denied is not None:
+            return denied
+        result = await self.proxy.reload()
+        return _json(result, status=200 if result["result"] == "success" else 400)
+
+    def _check_admin(self, request: web.Request) -> web.Response | None:
+        token = self.admin_token
+        if token is None:
+            return _json({"error": "admin API disabled: set [http] admin_token_file"}, status=403)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # compare_digest takes the same time wherever the first difference is.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            response = _json({"error": "a valid bearer token is required"}, status=401)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="stratum-proxy"'
+            return response
+        return None
 
     async def handle_status(self, request: web.Request) -> web.Response:
         """Version, uptime, config file and the last reload's result."""

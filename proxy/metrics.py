@@ -137,13 +137,17 @@ class Metrics:
         )
         for result in ("success", "failure"):
             self.reloads.labels(result)  # both series exist from the start, at 0
-        for pool in pools.pools:
-            self.submit_seconds.labels(pool.name)  # likewise: rate() needs the zero
+        self.add_pools(pool.name for pool in pools.pools)
         build = Gauge(
             f"{PREFIX}_build_info", "Version of the running proxy.", ["version"], registry=self.registry
         )
         build.labels(__version__).set(1)
         self.registry.register(_PoolCollector(pools, server, stats))
+
+    def add_pools(self, names: Iterable[str]) -> None:
+        """Create the latency series of these pools at zero (rate() needs the zero)."""
+        for name in names:
+            self.submit_seconds.labels(name)
 
     def observe_submit(self, pool: str, seconds: float) -> None:
         """A pool answered a forwarded share (not the hot path: only forwarded shares)."""

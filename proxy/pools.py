@@ -56,6 +56,7 @@ class PoolState:
         self.jobs = 0
         self.timeouts = 0
         self.latency = 0.0  # seconds the last forwarded share took to be answered
+        self.removed = False  # dropped from the config by a reload; miners leave it
 
     @property
     def name(self) -> str:
@@ -63,13 +64,15 @@ class PoolState:
         return self.config.name
 
     def ready_connections(self) -> list[UpstreamConnection]:
-        """Connections that completed their handshake and have a job."""
+        """Connections that completed their handshake and have a job (none once removed)."""
+        if self.removed:
+            return []
         return [c for c in self.connections if c.ready and not c.retired]
 
     @property
     def is_ready(self) -> bool:
-        """True when at least one connection is ready."""
-        return any(c.ready and not c.retired for c in self.connections)
+        """True when at least one connection is ready (a removed pool never is)."""
+        return not self.removed and any(c.ready and not c.retired for c in self.connections)
 
 
 class PoolManager:
@@ -80,6 +83,7 @@ class PoolManager:
         self.clock: Callable[[], float] = clock or asyncio.get_running_loop().time
         self.ids = JobIds()
         self.pools = [PoolState(p, i) for i, p in enumerate(config.pools)]
+        self.removed_pools: list[PoolState] = []  # removed by a reload, connections closing
         self.active: PoolState | None = None
         # Miners whose connection died with no other pool ready: moved when one is.
         self.orphans: set[MinerSession] = set()
@@ -138,7 +142,7 @@ class PoolManager:
             return
         conn.miners.discard(session)
         conn.allocator.release(session.prefix)
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         if not conn.miners and pool.connections and conn is not pool.connections[0] and not conn.retired:
             conn.retire()  # an extra connection nobody uses any more
         self._capacity.set()
@@ -175,7 +179,7 @@ class PoolManager:
     async def _connect(self, pool: PoolState) -> None:
         loop = asyncio.get_running_loop()
         host, port = pool.redirect or (pool.config.host, pool.config.port)
-        conn = UpstreamConnection(self, pool.config, pool.index, self.ids)
+        conn = UpstreamConnection(self, pool, self.ids)
         # Listed before connecting: the handshake can complete before this coroutine resumes.
         pool.connections.append(conn)
         try:
@@ -204,9 +208,11 @@ class PoolManager:
 
     def upstream_ready(self, conn: UpstreamConnection) -> None:
         """A connection finished its handshake and has a job."""
-        if conn.retired or conn.closing:
+        if conn.retired or conn.closing or conn.state.removed:
+            if not conn.closing and not conn.miners:
+                conn.retire()
             return
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         pool.backoff = 0.0
         self._last_mask = conn.version_mask
         if pool.healthy_since is None:
@@ -219,10 +225,10 @@ class PoolManager:
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
         """A connection closed: move its miners, back off if it never worked."""
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         if conn in pool.connections:
             pool.connections.remove(conn)
-        if not conn.retired and not self._closing:
+        if not conn.retired and not self._closing and not pool.removed:
             self._failed(pool)
         if not pool.is_ready:
             pool.healthy_since = None
@@ -248,7 +254,7 @@ class PoolManager:
         """The pool changed the extranonce layout of ``conn``: re-place its miners."""
         sessions = list(conn.miners)
         conn.miners.clear()
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         for session in sessions:
             session.upstream = None
             self.move(session, pool)
@@ -257,7 +263,7 @@ class PoolManager:
         self, conn: UpstreamConnection, host: str | None, port: int | str | None, wait: float
     ) -> None:
         """``client.reconnect`` from a pool: same host only, unless redirects are allowed."""
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         same_host = not host or host == pool.config.host
         if not same_host and not self.config.upstream.allow_redirect:
             # A pool must not be able to send the farm's hashrate elsewhere on its own.
@@ -292,10 +298,42 @@ class PoolManager:
                 self.move(session, pool)
         self._capacity.set()  # subscribes waiting for a pool retry now
 
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded config: pools added, removed, reordered or changed.
+
+        A pool whose URL or credentials changed is a new pool as far as connections go.
+        Miners stay on a removed pool's connection, mining valid work, until another pool
+        is ready; then they move exactly as on failover (no disconnect where the layout
+        allows, shares in flight answered). Timeouts and backoff are read from
+        ``self.config`` as they are used, so they apply from the next use on.
+        """
+        by_name = {p.name: p for p in self.pools}
+        pools: list[PoolState] = []
+        for index, pool_config in enumerate(config.pools):
+            state = by_name.pop(pool_config.name, None)
+            if state is not None and state.config != pool_config:
+                by_name[f"{pool_config.name} (before reload)"] = state
+                state = None
+            if state is None:
+                state = PoolState(pool_config, index)
+            state.index = index
+            pools.append(state)
+        self.config = config
+        self.pools = pools
+        for state in by_name.values():
+            state.removed = True
+            self.removed_pools.append(state)
+            if state is not self.active:
+                for conn in state.connections:
+                    conn.retire()
+        self._failback(self.clock())
+        self._maintain()
+
     def tick(self) -> None:
         """Periodic: timeouts, failback to a better pool, keep connections open."""
         now = self.clock()
-        for pool in self.pools:
+        self.removed_pools = [p for p in self.removed_pools if p.connections]
+        for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
                 conn.sweep(now)
         self._failback(now)
@@ -331,11 +369,11 @@ class PoolManager:
 
     def job_received(self, conn: UpstreamConnection) -> None:
         """Count a job from a pool."""
-        self.pools[conn.pool_index].jobs += 1
+        conn.state.jobs += 1
 
     def share_settled(self, conn: UpstreamConnection, reply: ShareReply | None, latency: float) -> None:
         """Count the pool's verdict on a forwarded share."""
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         if reply is None:
             return
         pool.latency = latency
@@ -348,11 +386,11 @@ class PoolManager:
 
     def submit_timed_out(self, conn: UpstreamConnection) -> None:
         """Count a forwarded share the pool never answered in time."""
-        self.pools[conn.pool_index].timeouts += 1
+        conn.state.timeouts += 1
 
     def block_found(self, conn: UpstreamConnection, session: MinerSession, validator: ShareValidator) -> None:
         """A block candidate goes upstream: count and report it."""
-        pool = self.pools[conn.pool_index]
+        pool = conn.state
         pool.blocks += 1
         log.warning(
             "block candidate",

@@ -42,9 +42,8 @@ from proxy.stratum.messages import (
 )
 
 if TYPE_CHECKING:
-    from proxy.config import PoolConfig
     from proxy.downstream import MinerSession
-    from proxy.pools import PoolManager
+    from proxy.pools import PoolManager, PoolState
 
 log = structlog.get_logger("proxy.upstream")
 
@@ -93,15 +92,15 @@ class PendingShare:
 class UpstreamConnection(asyncio.Protocol):
     """A Stratum client session to one pool, shared by many miners."""
 
-    def __init__(self, manager: PoolManager, pool: PoolConfig, pool_index: int, ids: JobIds) -> None:
+    def __init__(self, manager: PoolManager, state: PoolState, ids: JobIds) -> None:
         self.manager = manager
-        self.pool = pool
-        self.pool_index = pool_index
+        self.state = state  # the configured pool this connection belongs to
+        self.pool = state.config
         cfg = manager.config
         self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
         self.encoder = LineEncoder()
         self.transport: asyncio.Transport | None = None
-        self.log: Any = log.bind(pool=pool.name)
+        self.log: Any = log.bind(pool=state.name)
         now = manager.clock()
         self.started_at = now
         self.last_message = now

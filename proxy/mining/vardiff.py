@@ -104,15 +104,28 @@ class Vardiff:
         return self._move_to(self._bounded(difficulty), now)
 
     def reconfigure(
-        self, *, minimum: float, maximum: float, target_interval: float, enabled: bool, now: float
+        self,
+        *,
+        initial: float,
+        minimum: float,
+        maximum: float,
+        target_interval: float,
+        retarget_interval: float,
+        enabled: bool,
+        now: float,
     ) -> float | None:
-        """New settings from a config reload; return the new difficulty if it changes."""
+        """New settings from a config reload; return the new difficulty if it changes.
+
+        With vardiff off every miner is at ``initial``; with it on, the current difficulty
+        is kept within the new bounds and adapts from there.
+        """
         self.minimum = minimum
         self.maximum = maximum
         self.target_interval = target_interval
+        self.retarget_interval = retarget_interval
         self.enabled = enabled
         self._floor = clamp(self._floor, minimum, maximum)
-        return self._move_to(self._bounded(self.difficulty), now)
+        return self._move_to(self._bounded(self.difficulty if enabled else initial), now)
 
     def on_share(self, now: float) -> float | None:
         """Count an accepted share; return a new difficulty when a retarget is due."""

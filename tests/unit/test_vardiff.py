@@ -93,7 +93,27 @@ def test_disabled_stays_at_initial() -> None:
 
 def test_reconfigure_applies_new_bounds() -> None:
     vd = make(initial=10.0)
-    assert vd.reconfigure(minimum=20.0, maximum=50.0, target_interval=5.0, enabled=True, now=0.0) == 20.0
+    changed = vd.reconfigure(
+        initial=1.0,
+        minimum=20.0,
+        maximum=50.0,
+        target_interval=5.0,
+        retarget_interval=9.0,
+        enabled=True,
+        now=0.0,
+    )
+    assert changed == 20.0 and vd.retarget_interval == 9.0
+    # With vardiff off, every miner goes to the new initial difficulty (within bounds).
+    fixed = vd.reconfigure(
+        initial=30.0,
+        minimum=20.0,
+        maximum=50.0,
+        target_interval=5.0,
+        retarget_interval=9.0,
+        enabled=False,
+        now=0.0,
+    )
+    assert fixed == 30.0
 
 
 @pytest.mark.parametrize("bad", [math.inf])
