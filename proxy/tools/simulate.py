@@ -369,6 +369,14 @@ class SimMiner:
         return self._writer is not None
 
     @property
+    def local_address(self) -> str | None:
+        """``HOST:PORT`` of this end of the connection (what a proxy sees as the miner)."""
+        if self._writer is None:
+            return None
+        host, port = self._writer.get_extra_info("sockname")[:2]
+        return f"{host}:{port}"
+
+    @property
     def in_flight(self) -> int:
         """Requests sent on the current connection and not answered yet."""
         return len(self._pending)
