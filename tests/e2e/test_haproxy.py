@@ -46,8 +46,8 @@ def _require_haproxy() -> str:
 
 def _proxy_config(pool_port: int, listen: int, http: int) -> str:
     return (
-        f'[server]\nlisten = ["127.0.0.1:{listen}"]\nproxy_protocol = true\ntrusted_proxies = ["127.0.0.1/32"]\n'
-        "drain_grace = 5.0\n"
+        f'[server]\nlisten = ["127.0.0.1:{listen}"]\nproxy_protocol = true\n'
+        'trusted_proxies = ["127.0.0.1/32"]\ndrain_grace = 5.0\n'
         f'[[pools]]\nname = "main"\nurl = "stratum+tcp://127.0.0.1:{pool_port}"\nuser = "acct.proxy"\n'
         f"[difficulty]\ninitial = {TINY!r}\nminimum = 1e-12\nvardiff = false\n"
         f'[http]\nlisten = "127.0.0.1:{http}"\n'
@@ -89,7 +89,12 @@ async def running_haproxy(config: str, tmp_path: Path) -> AsyncIterator[None]:
     path = tmp_path / "haproxy.cfg"
     path.write_text(config)
     proc = await asyncio.create_subprocess_exec(
-        _require_haproxy(), "-db", "-f", str(path), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        _require_haproxy(),
+        "-db",
+        "-f",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         yield
@@ -112,15 +117,21 @@ async def test_two_instances_behind_haproxy_drain_without_losing_a_share(tmp_pat
         front = _free_port()
         fleet: Fleet | None = None
         try:
-            await wait_until(lambda: all(p.pools.active is not None and p.pools.active.is_ready for p in proxies))
+            await wait_until(
+                lambda: all(p.pools.active is not None and p.pools.active.is_ready for p in proxies)
+            )
             async with running_haproxy(_haproxy_config(front, ports), tmp_path):
                 await asyncio.sleep(0.5)  # first health checks
-                config = SimConfig(port=front, no_hash=True, share_rate=5.0, reconnect_delay=0.05, request_timeout=10)
+                config = SimConfig(
+                    port=front, no_hash=True, share_rate=5.0, reconnect_delay=0.05, request_timeout=10
+                )
                 fleet = Fleet(config, 10)
                 await fleet.start()
                 await fleet.wait_ready(timeout=30)
                 # Both instances serve miners and accept their shares.
-                await wait_until(lambda: all(sum(w.accepted for w in p.stats.workers.values()) > 0 for p in proxies))
+                await wait_until(
+                    lambda: all(sum(w.accepted for w in p.stats.workers.values()) > 0 for p in proxies)
+                )
                 # Each sees the miners' real addresses, not HAProxy's.
                 miners = {m.local_address for m in fleet.miners}
                 seen = {s.peer for p in proxies for s in p.server.sessions}
@@ -132,7 +143,9 @@ async def test_two_instances_behind_haproxy_drain_without_losing_a_share(tmp_pat
                 await drained.stop()
                 await wait_until(lambda: len(survivor.server.sessions) == 10, timeout=30)
                 before = sum(w.accepted for w in survivor.stats.workers.values())
-                await wait_until(lambda: sum(w.accepted for w in survivor.stats.workers.values()) > before + 10)
+                await wait_until(
+                    lambda: sum(w.accepted for w in survivor.stats.workers.values()) > before + 10
+                )
                 totals = await fleet.stop()
                 fleet = None
             assert totals.unanswered == 0 and totals.replies_received == totals.requests_sent
