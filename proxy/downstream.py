@@ -655,10 +655,15 @@ class MinerSession(asyncio.Protocol):
         """Send a share upstream: to the connection whose job it is."""
         upstream = self.upstream
         job = validator.job
-        assert upstream is not None and job is not None
+        assert job is not None  # check() found it
         base = job.base
-        if upstream.book.jobs.get(base.job_id) is not base and self.previous_upstream is not None:
+        if upstream is None or upstream.book.jobs.get(base.job_id) is not base:
             upstream = self.previous_upstream  # a job of the connection we were moved from
+        if upstream is None or upstream.closing:
+            # Nowhere to send it (that pool connection just went away): the local verdict
+            # stands, counted like a pool that did not answer.
+            self.answer_forwarded(request_id, stats, validator.difficulty, verdict, None)
+            return
         self.pending_forwards += 1
         upstream.forward(self, request_id, stats, validator, verdict)
 

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from proxy.bench import validate
+from proxy.tools import free_port
 from proxy.tools.pool import PoolConfig, TestPool
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -59,13 +59,6 @@ class Row:
     value: str
     target: str
     ok: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -107,7 +100,7 @@ async def _stack() -> AsyncIterator[tuple[TestPool, subprocess.Popen[bytes], int
     branch = [bytes([i]) * 32 for i in range(12)]
     pool.factory.branch = lambda: list(branch)  # type: ignore[method-assign]  # the 12-deep branch of the validation bench
     await pool.start()
-    listen, http_port = _free_port(), _free_port()
+    listen, http_port = free_port(), free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
         handle.write(_proxy_config(pool.port, listen, http_port))
     proc = subprocess.Popen(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,10 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
+
+from proxy.tools import free_port
+
+__all__ = ["free_port"]  # re-exported for the deploy tests
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DEPLOY = REPO / "deploy"
@@ -65,11 +68,3 @@ def check_config(path: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         timeout=60,
     )
-
-
-def free_port() -> int:
-    """A TCP port that was free on loopback a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

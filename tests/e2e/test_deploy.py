@@ -4,29 +4,22 @@ parsed, and every metric they use really exported by a running proxy."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import aiohttp
-import pytest
 
+from tests.deploy.support import require_tool
 from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
-PROMTOOL = shutil.which("promtool")
 METRIC = re.compile(r"\b(stratum_proxy_[a-z0-9_]+)")
 
 
 def _promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    if PROMTOOL is None:
-        reason = "SKIPPED LOUDLY: no `promtool` (Debian package prometheus; .ci/run installs it)"
-        if os.environ.get("STRATUM_PROXY_REQUIRE_REAL_SERVERS"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
+    promtool = require_tool("promtool", "Debian package prometheus; .ci/run installs it")
+    return subprocess.run([promtool, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60)
 
 
 def test_promtool_accepts_the_scrape_config() -> None:

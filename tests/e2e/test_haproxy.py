@@ -10,38 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from proxy.app import Proxy
 from proxy.config import parse_config
-from proxy.tools import wait_until
+from proxy.tools import free_port, wait_until
 from proxy.tools.simulate import Fleet, SimConfig
+from tests.deploy.support import require_tool
 from tests.e2e.support import running_pool
 
-HAPROXY = shutil.which("haproxy")
 TINY = 1e-10  # every hash meets it: the simulator's no-hash shares are valid
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _require_haproxy() -> str:
-    if HAPROXY is None:
-        reason = "SKIPPED LOUDLY: no `haproxy` binary (apt-get install haproxy; .ci/run does)"
-        if os.environ.get("STRATUM_PROXY_REQUIRE_REAL_SERVERS"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return HAPROXY
+    return require_tool("haproxy", "Debian package haproxy; .ci/run installs it")
 
 
 def _proxy_config(pool_port: int, listen: int, http: int) -> str:
@@ -110,11 +93,11 @@ async def running_haproxy(config: str, tmp_path: Path) -> AsyncIterator[None]:
 async def test_two_instances_behind_haproxy_drain_without_losing_a_share(tmp_path: Path) -> None:
     _require_haproxy()
     async with running_pool(difficulty=TINY) as pool:
-        ports = [(_free_port(), _free_port()) for _ in range(2)]
+        ports = [(free_port(), free_port()) for _ in range(2)]
         proxies = [Proxy(parse_config(_proxy_config(pool.port, s, h)), sweep_interval=0.1) for s, h in ports]
         for proxy in proxies:
             await proxy.start()
-        front = _free_port()
+        front = free_port()
         fleet: Fleet | None = None
         try:
             await wait_until(

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,33 +18,20 @@ import aiohttp
 import pytest
 
 from proxy.app import Proxy
+from proxy.tools import free_port
+from tests.deploy.support import require_tool
 from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
-
-PROMETHEUS = shutil.which("prometheus")
-REQUIRED = bool(os.environ.get("STRATUM_PROXY_REQUIRE_REAL_SERVERS"))
 
 
 def _require_prometheus() -> str:
-    if PROMETHEUS is None:
-        reason = "SKIPPED LOUDLY: no `prometheus` binary (apt-get install prometheus; .ci/run does)"
-        if REQUIRED:
-            pytest.fail(reason.replace("SKIPPED LOUDLY", "REQUIRED BUT MISSING"))
-        pytest.skip(reason)
-    return PROMETHEUS
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return require_tool("prometheus", "Debian package prometheus; .ci/run installs it")
 
 
 @contextlib.asynccontextmanager
 async def prometheus_scraping(target_port: int, tmp_path: Path) -> AsyncIterator[str]:
     """A real Prometheus on loopback scraping the proxy every second; yields its base URL."""
     binary = _require_prometheus()
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import aiohttp
 
 from proxy.app import Proxy
 from proxy.config import load_config
-from proxy.tools import wait_until
+from proxy.tools import free_port, wait_until
 from proxy.tools.simulate import Fleet, SimConfig
 from tests.e2e.support import ScriptedMiner, running_pool
 
@@ -149,16 +148,9 @@ async def test_admin_api_is_disabled_without_a_token_file(tmp_path: Path) -> Non
             await proxy.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_listeners_added_and_removed_keep_existing_miners(tmp_path: Path) -> None:
     async with running_pool() as pool:
-        first, second = _free_port(), _free_port()
+        first, second = free_port(), free_port()
         path = tmp_path / "proxy.toml"
         path.write_text(_config_text([("main", pool.port)], initial=1e-7, listen=f"127.0.0.1:{first}"))
         proxy = Proxy(load_config(path), config_path=str(path), sweep_interval=0.1)
@@ -203,7 +195,7 @@ async def _connect_when_up(port: int) -> ScriptedMiner:
 
 async def test_sighup_reloads_and_sigterm_drains_a_real_process(tmp_path: Path) -> None:
     async with running_pool(difficulty=1e-6) as pool:
-        port = _free_port()
+        port = free_port()
         path = tmp_path / "proxy.toml"
         path.write_text(_config_text([("main", pool.port)], initial=1e-7, listen=f"127.0.0.1:{port}"))
         proc = await _start_process(path)
@@ -234,7 +226,7 @@ async def test_sighup_reloads_and_sigterm_drains_a_real_process(tmp_path: Path) 
 
 async def test_second_stop_signal_exits_at_once(tmp_path: Path) -> None:
     async with running_pool() as pool:
-        port = _free_port()
+        port = free_port()
         path = tmp_path / "proxy.toml"
         text = _config_text(
             [("main", pool.port)], initial=1e-7, listen=f"127.0.0.1:{port}", extra="drain_grace = 60"
