@@ -80,8 +80,7 @@ class Proxy:
         self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
         self._spawn(self._sweep())
         self._spawn(self._sample())
-        if self.config.log.status_interval > 0:
-            self._spawn(self._status(self.config.log.status_interval))
+        self._spawn(self._status())
         log.info(
             "proxy started",
             listen=list(self.config.server.listen),
@@ -126,10 +125,12 @@ class Proxy:
             return False, f"no fresh job: the newest is {age:.0f} s old (limit {fresh_for:.0f} s)"
         return True, f"pool {newest.pool.name} ready, last job {age:.1f} s ago"
 
-    async def _status(self, interval: float) -> None:
+    async def _status(self) -> None:
         while True:
-            await asyncio.sleep(interval)
-            log.info("status", **self.status())
+            interval = self.config.log.status_interval  # a reload may change it
+            await asyncio.sleep(interval or 60.0)
+            if interval:
+                log.info("status", **self.status())
 
     def status(self) -> dict[str, object]:
         """A one-line summary of the fleet and the pools."""
@@ -165,8 +166,14 @@ class Proxy:
                 token = read_admin_token(new.http.admin_token_file)
             except ConfigError as exc:
                 return self._reload_failed(exc)
+            try:
+                # Bound before anything changes, so a busy port fails the reload cleanly.
+                added = await self.server.open_listeners(new.server.listen)
+            except OSError as exc:
+                return self._reload_failed(ConfigError(f"cannot listen: {exc.strerror}", key="server.listen"))
             self.http.admin_token = token
-            changes = await self._apply(new)
+            changes = self._apply(new)
+            changes["listeners_added"] = added
             self.metrics.reloads.labels("success").inc()
             self.last_reload = {"result": "success", "at": time.time(), "changes": changes}
             log.info("config reloaded", **changes)
@@ -181,9 +188,14 @@ class Proxy:
     async def _restart_http(self) -> None:
         await self.http.stop()
         if self.config.http.enabled:
-            await self.http.start(*self.config.http.listen_address)
+            try:
+                await self.http.start(*self.config.http.listen_address)
+            except OSError as exc:
+                log.error(
+                    "HTTP endpoint could not be restarted", listen=self.config.http.listen, error=str(exc)
+                )
 
-    async def _apply(self, new: Config) -> dict[str, object]:
+    def _apply(self, new: Config) -> dict[str, object]:
         """Put a validated config in force, part by part."""
         diff: ConfigDiff = diff_config(self.config, new)
         self.config = new
@@ -194,7 +206,7 @@ class Proxy:
         self.pools.reconfigure(new)  # pools added, removed, reordered, credentials
         self.metrics.add_pools(p.name for p in new.pools)
         self.server.reconfigure(new)  # limits, timeouts, difficulty re-targeted
-        added, removed = await self.server.sync_listeners()
+        removed = self.server.close_listeners(new.server.listen)
         if diff.http_changed:
             # Not awaited here: a reload asked over HTTP must get its answer before the
             # server it came through is restarted.
@@ -207,7 +219,6 @@ class Proxy:
             "difficulty_changed": diff.difficulty_changed,
             "limits_changed": diff.server_limits_changed,
             "log_changed": diff.log_changed,
-            "listeners_added": added,
             "listeners_removed": removed,
         }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
@@ -121,17 +121,27 @@ class MinerServer:
         self._servers[address] = server
         return server
 
-    async def sync_listeners(self) -> tuple[list[str], list[str]]:
-        """Open listeners the config added and close those it removed (their connections
-        stay until they close). Returns (added, removed)."""
-        wanted = list(self.config.server.listen)
-        removed = [a for a in self._servers if a not in wanted]
+    async def open_listeners(self, addresses: Sequence[str]) -> list[str]:
+        """Open the listeners in ``addresses`` that are not open yet; all or none: if one
+        cannot be bound, those just opened are closed again and the OSError raised."""
+        added: list[str] = []
+        try:
+            for address in addresses:
+                if address not in self._servers:
+                    await self.listen(address)
+                    added.append(address)
+        except OSError:
+            for address in added:
+                self._servers.pop(address).close()
+            raise
+        return added
+
+    def close_listeners(self, keep: Sequence[str]) -> list[str]:
+        """Stop accepting on every listener not in ``keep``; its miners stay connected."""
+        removed = [a for a in self._servers if a not in keep]
         for address in removed:
             self._servers.pop(address).close()
-        added = [a for a in wanted if a not in self._servers]
-        for address in added:
-            await self.listen(address)
-        return added, removed
+        return removed
 
     @property
     def ports(self) -> list[int]:

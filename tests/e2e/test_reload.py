@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,26 @@ async def test_second_stop_signal_exits_at_once(tmp_path: Path) -> None:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+async def test_reload_onto_a_busy_port_changes_nothing(tmp_path: Path) -> None:
+    async with running_pool() as pool:
+        path = tmp_path / "proxy.toml"
+        first = free_port()
+        path.write_text(_config_text([("main", pool.port)], initial=1e-7, listen=f"127.0.0.1:{first}"))
+        proxy = Proxy(load_config(path), config_path=str(path), sweep_interval=0.1)
+        await proxy.start()
+        busy = socket.socket()
+        try:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            taken = busy.getsockname()[1]
+            before = proxy.config
+            path.write_text(_config_text([("main", pool.port)], initial=5e-7, listen=f"127.0.0.1:{taken}"))
+            result = await proxy.reload()
+            assert result["result"] == "failure" and "server.listen" in str(result["error"])
+            assert proxy.config is before  # difficulty untouched too
+            assert proxy.ports == [first]
+        finally:
+            busy.close()
+            await proxy.stop()
