@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client import exposition as text_exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
@@ -34,6 +34,10 @@ from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
 if TYPE_CHECKING:
     from proxy.downstream import MinerServer
     from proxy.pools import PoolManager
+
+# No *_created series next to every counter and histogram: they double the series count
+# and no dashboard or alert of ours reads them.
+disable_created_metrics()
 
 PREFIX: Final = "stratum_proxy"
 CHUNK: Final = 500
