@@ -65,7 +65,7 @@ class Proxy:
         self.metrics = Metrics(self.stats, self.pools, self.server)
         self.pools.on_settle = self.metrics.observe_submit
         self.http = HttpApi(self, self.metrics)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._reload_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.draining = False
@@ -94,7 +94,9 @@ class Proxy:
         return self.server.ports
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(coro))
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)  # finished reloads do not pile up
 
     async def _sweep(self) -> None:
         while True:
@@ -108,7 +110,10 @@ class Proxy:
     async def _sample(self) -> None:
         while True:
             await asyncio.sleep(self.sample_interval)
-            self.stats.sample(self.clock())
+            try:
+                self.stats.sample(self.clock())
+            except Exception:
+                log.exception("worker sampling failed")  # keep sampling and expiring
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when a pool is connected and authorized and its latest job is fresh."""
@@ -156,6 +161,9 @@ class Proxy:
         the key and line). Returns what ``/api/v1/status`` shows as ``last_reload``.
         """
         async with self._reload_lock:
+            if self.draining:
+                # Stopping: a reload must not open listeners or move miners any more.
+                return self._reload_failed(ConfigError("refused: the proxy is draining to stop"))
             try:
                 if self.config_path is None:
                     raise ConfigError("no config file to reload (the proxy was started without one)")
@@ -168,12 +176,18 @@ class Proxy:
                 return self._reload_failed(exc)
             try:
                 # Bound before anything changes, so a busy port fails the reload cleanly.
-                added = await self.server.open_listeners(new.server.listen)
+                added = await self.server.open_listeners(new.server.listen, reuse_port=new.server.reuse_port)
             except OSError as exc:
                 return self._reload_failed(ConfigError(f"cannot listen: {exc.strerror}", key="server.listen"))
+            try:
+                http_moved = await self._rebind_http(new)
+            except OSError as exc:
+                self.server.close_listeners(self.config.server.listen)  # undo the ones just added
+                return self._reload_failed(ConfigError(f"cannot listen: {exc.strerror}", key="http.listen"))
             self.http.admin_token = token
             changes = self._apply(new)
             changes["listeners_added"] = added
+            changes["http_moved"] = http_moved
             self.metrics.reloads.labels("success").inc()
             self.last_reload = {"result": "success", "at": time.time(), "changes": changes}
             log.info("config reloaded", **changes)
@@ -185,15 +199,18 @@ class Proxy:
         log.error("config reload failed; the old config stays in force", error=str(exc))
         return self.last_reload
 
-    async def _restart_http(self) -> None:
-        await self.http.stop()
-        if self.config.http.enabled:
-            try:
-                await self.http.start(*self.config.http.listen_address)
-            except OSError as exc:
-                log.error(
-                    "HTTP endpoint could not be restarted", listen=self.config.http.listen, error=str(exc)
-                )
+    async def _rebind_http(self, new: Config) -> bool:
+        """Move the HTTP endpoint when ``[http] listen`` or ``enabled`` changed: the new
+        address is bound first (an OSError fails the reload with nothing changed), the old
+        one is closed afterwards in the background, since the request asking for this
+        reload may still be running on it."""
+        old, fresh = self.config.http, new.http
+        if (old.listen, old.enabled) == (fresh.listen, fresh.enabled):
+            return False
+        retired = await self.http.rebind(fresh.listen_address if fresh.enabled else None)
+        if retired is not None:
+            self._spawn(retired.cleanup())
+        return True
 
     def _apply(self, new: Config) -> dict[str, object]:
         """Put a validated config in force, part by part."""
@@ -205,12 +222,9 @@ class Proxy:
         self.stats.worker_expiry = new.http.worker_expiry
         self.pools.reconfigure(new)  # pools added, removed, reordered, credentials
         self.metrics.add_pools(p.name for p in new.pools)
+        self.metrics.remove_pools(diff.pools_removed)
         self.server.reconfigure(new)  # limits, timeouts, difficulty re-targeted
         removed = self.server.close_listeners(new.server.listen)
-        if diff.http_changed:
-            # Not awaited here: a reload asked over HTTP must get its answer before the
-            # server it came through is restarted.
-            self._spawn(self._restart_http())
         return {
             "pools_added": list(diff.pools_added),
             "pools_removed": list(diff.pools_removed),
@@ -247,9 +261,10 @@ class Proxy:
         await self.http.stop()
         self.pools.close()
         self.server.close_all()
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
@@ -273,9 +288,9 @@ class Proxy:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, self._on_stop_signal)
-        with contextlib.suppress(NotImplementedError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.start()
+        with contextlib.suppress(NotImplementedError, AttributeError):  # only once started
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
         await self.stopping.wait()
         log.info("shutting down: draining miners", miners=len(self.server.sessions))
         await self.drain()

@@ -125,6 +125,9 @@ def parse_pool_url(url: str) -> tuple[str, int, bool]:
     a port outside 1..65535, or a path, query or credentials in the URL (the worker name
     belongs in ``user``, not in the URL).
     """
+    if "@" in url:
+        # Checked first and never echoed: whatever precedes "@" may be a password.
+        raise ValueError("credentials in the url are not supported (set user and password instead)")
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"expected stratum+tcp://HOST:PORT or stratum+ssl://HOST:PORT, got {url!r}")

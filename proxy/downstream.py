@@ -67,6 +67,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("proxy.downstream")
 
+
+def _session_log(**context: str) -> Any:
+    """A logger with the session's context bound once. Lazy (not ``log.bind``), so a reload
+    that changes the log level or format applies to connections already open."""
+    return structlog.get_logger("proxy.downstream", **context)
+
+
 MAX_WORKER_NAME: Final = 256
 """Longest worker name accepted at authorize; it becomes a metric label."""
 
@@ -85,6 +92,7 @@ _REJECT_TAILS: Final = tuple(error_tail(v.error_code, v.error_message) for v in 
 _EMPTY_LIST_REPLY: Final = result_tail([])
 _NOT_SUBSCRIBED: Final = error_tail(25, "Not subscribed")
 _UNAUTHORIZED: Final = error_tail(24, "Unauthorized worker")
+_CLOSING: Final = error_tail(20, "Connection closing")
 
 
 class MinerServer:
@@ -110,25 +118,25 @@ class MinerServer:
         """A new session for an accepted connection."""
         return MinerSession(self)
 
-    async def listen(self, address: str) -> asyncio.Server:
+    async def listen(self, address: str, *, reuse_port: bool | None = None) -> asyncio.Server:
         """Start the miner listener for one configured ``HOST:PORT``."""
         host, port = parse_listen_address(address)
         loop = asyncio.get_running_loop()
-        reuse_port = self.config.server.reuse_port or None
+        reuse = self.config.server.reuse_port if reuse_port is None else reuse_port
         server = await loop.create_server(
-            self.protocol_factory, host, port, reuse_port=reuse_port, backlog=4096
+            self.protocol_factory, host, port, reuse_port=reuse or None, backlog=4096
         )
         self._servers[address] = server
         return server
 
-    async def open_listeners(self, addresses: Sequence[str]) -> list[str]:
+    async def open_listeners(self, addresses: Sequence[str], *, reuse_port: bool) -> list[str]:
         """Open the listeners in ``addresses`` that are not open yet; all or none: if one
         cannot be bound, those just opened are closed again and the OSError raised."""
         added: list[str] = []
         try:
             for address in addresses:
                 if address not in self._servers:
-                    await self.listen(address)
+                    await self.listen(address, reuse_port=reuse_port)
                     added.append(address)
         except OSError:
             for address in added:
@@ -186,6 +194,8 @@ class MinerSession(asyncio.Protocol):
         "_queue",
         "_stats",
         "_stats_name",
+        "_waiting",
+        "_waiting_task",
         "_worker_stats",
         "authorized",
         "closed",
@@ -233,6 +243,8 @@ class MinerSession(asyncio.Protocol):
         self._queue: deque[bytes | LineTooLong] | None = None  # only while a subscribe waits
         self._proxy_header: ProxyHeaderParser | None = None  # until the PROXY header is read
         self._busy = False
+        self._waiting: tuple[RequestId] | None = None  # the id of a subscribe waiting for a pool
+        self._waiting_task: asyncio.Task[None] | None = None  # referenced so it is not collected
         # Handshake state.
         self.subscribed = False
         self.authorized = False
@@ -295,7 +307,7 @@ class MinerSession(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer = f"{peername[0]}:{peername[1]}"
-        self.log = log.bind(peer=self.peer)
+        self.log = _session_log(peer=self.peer)
         server = self.server
         if len(server.sessions) >= self.config.server.max_miners:
             server.stats.connection("rejected_limit")
@@ -306,7 +318,7 @@ class MinerSession(asyncio.Protocol):
             # Only the balancer may say where a miner really is: anyone else could forge it.
             if not peername or not is_trusted(str(peername[0]), self.config.server.trusted_networks):
                 server.stats.connection("rejected_untrusted_proxy")
-                self.log.warning("closing: PROXY header expected from a trusted balancer only")
+                self.log.debug("closing: PROXY header expected from a trusted balancer only")
                 self.closing = self.closed = True
                 self.transport.abort()
                 return
@@ -320,6 +332,7 @@ class MinerSession(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         """Free the extranonce prefix and forget the session."""
         self.closing = self.closed = True
+        registered = self in self.server.sessions
         self.server.sessions.discard(self)
         self.server.pools.detach(self)
         self.upstream = self.previous_upstream = None
@@ -327,7 +340,11 @@ class MinerSession(asyncio.Protocol):
         for stats in self._worker_stats.values():
             stats.connections -= 1
             stats.last_seen = now
-        self.log.info("miner disconnected", reason=str(exc) if exc else "closed")
+        # Connections refused at accept (limit, untrusted balancer) are counted, not logged
+        # at info: anyone can open them, so they must not be able to flood the log.
+        (self.log.info if registered else self.log.debug)(
+            "miner disconnected", reason=str(exc) if exc else "closed"
+        )
 
     def data_received(self, data: bytes) -> None:
         """Frame and handle every complete line, in order."""
@@ -366,7 +383,7 @@ class MinerSession(asyncio.Protocol):
         self._proxy_header = None
         if info.source is not None:  # None: the balancer's own connection (a health check)
             balancer, self.peer = self.peer, f"{info.source[0]}:{info.source[1]}"
-            self.log = log.bind(peer=self.peer, via=balancer)
+            self.log = _session_log(peer=self.peer, via=balancer)
         self.log.info("miner connected", miners=len(self.server.sessions))
         return rest
 
@@ -501,16 +518,19 @@ class MinerSession(asyncio.Protocol):
             self._subscribed(msg.id)
             return
         self._busy = True
+        self._waiting = (msg.id,)
         self.transport.pause_reading()  # type: ignore[union-attr]
-        asyncio.get_running_loop().create_task(self._subscribe_later(msg.id, preferred))
+        self._waiting_task = asyncio.get_running_loop().create_task(self._subscribe_later(msg.id, preferred))
 
     async def _subscribe_later(self, request_id: RequestId, preferred: bytes | None) -> None:
         timeout = max(0.0, self.handshake_deadline - self.server.clock())
         upstream = await self.server.pools.attach_wait(self, preferred, timeout)
-        if self.closing:
+        self._waiting_task = None
+        if self._waiting is None:  # close() already answered it, and what queued behind it
             if upstream is not None:
                 self.server.pools.detach(self)
             return
+        self._waiting = None
         if upstream is None:
             self._send(error_tail(20, "No pool available").reply(request_id))
             self.close("no pool available")
@@ -589,7 +609,7 @@ class MinerSession(asyncio.Protocol):
         self._worker_stats[name] = stats
         if self._stats is None:
             self._stats_name, self._stats = name, stats
-            self.log = self.log.bind(worker=name)
+            self.log = _session_log(peer=self.peer, worker=name)
             self.log.info("miner authorized", agent=self.user_agent)
         else:
             self.log.debug("another worker authorized", name=name)
@@ -810,9 +830,24 @@ class MinerSession(asyncio.Protocol):
         if self.closing:
             return
         self.closing = True
+        self._abandon_waiting()
         self.log.debug("closing", reason=reason, pending=self.pending_forwards)
         if not self.pending_forwards:
             self._close_transport()
+
+    def _abandon_waiting(self) -> None:
+        """Closing while a subscribe waits for a pool: answer it, and every request queued
+        behind it, with an error; every request gets exactly one reply."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            self._send(_CLOSING.reply(waiting[0]))
+        queue, self._queue = self._queue, None
+        for item in queue or ():
+            if isinstance(item, bytes):
+                with contextlib.suppress(PeerError):
+                    message = decode_miner_line(item)
+                    if not isinstance(message, Response):
+                        self._send(_CLOSING.reply(message.id))
 
     def _close_transport(self) -> None:
         """Close after flushing what was written (a bounded wait, then abort)."""

@@ -111,6 +111,19 @@ class HttpApi:
         self._runner = runner
         self.port = int(runner.addresses[0][1])
 
+    async def rebind(self, address: tuple[str, int] | None) -> web.AppRunner | None:
+        """Listen on ``address`` instead (None: not at all). The new site is bound first,
+        so on OSError nothing changed; returns the old runner for the caller to clean up."""
+        old = self._runner
+        self._runner = None
+        try:
+            if address is not None:
+                await self.start(*address)
+        except OSError:
+            self._runner = old
+            raise
+        return old
+
     async def stop(self) -> None:
         """Stop listening and close open requests."""
         if self._runner is not None:
@@ -207,8 +220,10 @@ class HttpApi:
         if token is None:
             return _json({"error": "admin API disabled: set [http] admin_token_file"}, status=403)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # compare_digest takes the same time wherever the first difference is.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+        # compare_digest takes the same time wherever the first difference is; odd bytes in
+        # the header (aiohttp hands them over surrogate-escaped) simply do not match.
+        offered = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(offered, token):
             response = _json({"error": "a valid bearer token is required"}, status=401)
             response.headers["WWW-Authenticate"] = 'Bearer realm="stratum-proxy"'
             return response

@@ -2,9 +2,10 @@
 
 Two parts, one response:
 
-* fleet- and pool-level metrics live in a prometheus-client registry: a histogram and two
-  counters updated where things happen (never per share), and a custom ``Collector`` that
-  reads the pool manager and the miner server when scraped;
+* fleet- and pool-level metrics live in a prometheus-client registry: the pool verdict
+  latency histogram (observed once per forwarded share, through a child looked up once per
+  pool), the reload counter and the build gauge, and a custom ``Collector`` that reads the
+  pool manager and the miner server when scraped;
 * per-worker families (tens of thousands of series) are rendered straight from the
   :class:`~proxy.stats.WorkerStats` objects the share path already counts into, with label
   values escaped once per worker, in chunks that yield to the event loop in between, so a
@@ -18,6 +19,7 @@ Both the Prometheus text format and OpenMetrics are served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Final
@@ -33,7 +35,7 @@ from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
 
 if TYPE_CHECKING:
     from proxy.downstream import MinerServer
-    from proxy.pools import PoolManager
+    from proxy.pools import PoolManager, PoolState
 
 # No *_created series next to every counter and histogram: they double the series count
 # and no dashboard or alert of ours reads them.
@@ -153,9 +155,18 @@ class Metrics:
         for name in names:
             self.submit_seconds.labels(name)
 
-    def observe_submit(self, pool: str, seconds: float) -> None:
-        """A pool answered a forwarded share (not the hot path: only forwarded shares)."""
-        self.submit_seconds.labels(pool).observe(seconds)
+    def observe_submit(self, pool: PoolState, seconds: float) -> None:
+        """A pool answered a forwarded share; the histogram child is looked up once per pool."""
+        child = pool.latency_metric
+        if child is None:
+            child = pool.latency_metric = self.submit_seconds.labels(pool.name)
+        child.observe(seconds)
+
+    def remove_pools(self, names: Iterable[str]) -> None:
+        """Drop the latency series of pools a reload removed."""
+        for name in names:
+            with contextlib.suppress(KeyError):
+                self.submit_seconds.remove(name)
 
     async def render(self, *, openmetrics: bool = False) -> bytes:
         """The whole exposition; yields to the event loop between chunks of workers."""

@@ -57,6 +57,7 @@ class PoolState:
         self.timeouts = 0
         self.latency = 0.0  # seconds the last forwarded share took to be answered
         self.removed = False  # dropped from the config by a reload; miners leave it
+        self.latency_metric: Any = None  # its submit-latency histogram child, looked up once
 
     @property
     def name(self) -> str:
@@ -72,7 +73,7 @@ class PoolState:
     @property
     def is_ready(self) -> bool:
         """True when at least one connection is ready (a removed pool never is)."""
-        return not self.removed and any(c.ready and not c.retired for c in self.connections)
+        return bool(self.ready_connections())
 
 
 class PoolManager:
@@ -91,8 +92,8 @@ class PoolManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_mask = DEFAULT_VERSION_MASK
         self._closing = False
-        # Told the pool name and seconds of every verdict on a forwarded share (metrics).
-        self.on_settle: Callable[[str, float], None] | None = None
+        # Told the pool and the seconds of every verdict on a forwarded share (metrics).
+        self.on_settle: Callable[[PoolState, float], None] | None = None
 
     # ------------------------------------------------------------------ miners
 
@@ -106,6 +107,8 @@ class PoolManager:
     def attach(self, session: MinerSession, preferred: bytes | None = None) -> UpstreamConnection | None:
         """Place a miner on a ready connection of the active pool, if one has room."""
         pool = self.active
+        if pool is not None and pool.removed:
+            pool = self._best_ready()  # a reload removed it: new miners go elsewhere
         if pool is None:
             return None
         for conn in pool.ready_connections():
@@ -169,7 +172,7 @@ class PoolManager:
     # ------------------------------------------------------------------ connections
 
     def _open(self, pool: PoolState) -> None:
-        if self._closing or pool.connecting or self.clock() < pool.retry_at:
+        if self._closing or pool.removed or pool.connecting or self.clock() < pool.retry_at:
             return
         pool.connecting += 1
         task = asyncio.get_running_loop().create_task(self._connect(pool))
@@ -378,7 +381,7 @@ class PoolManager:
             return
         pool.latency = latency
         if self.on_settle is not None:
-            self.on_settle(pool.name, latency)
+            self.on_settle(pool, latency)
         if reply.accepted:
             pool.accepted += 1
         else:
@@ -415,7 +418,7 @@ class PoolManager:
         self._closing = True
         for task in self._tasks:
             task.cancel()
-        for pool in self.pools:
+        for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
                 conn.flush_pending()
                 conn.close()

@@ -100,7 +100,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
         self.encoder = LineEncoder()
         self.transport: asyncio.Transport | None = None
-        self.log: Any = log.bind(pool=state.name)
+        # Lazy, not log.bind(): a reload's new log level and format reach it too.
+        self.log: Any = structlog.get_logger("proxy.upstream", pool=state.name)
         now = manager.clock()
         self.started_at = now
         self.last_message = now
