@@ -83,6 +83,9 @@ ERROR_REFILL_SECONDS: Final = 10.0
 MAX_WORKERS_PER_CONNECTION: Final = 64
 """Worker names one connection may authorize (a chained proxy may carry several)."""
 
+RECONNECT_GRACE: Final = 5.0
+"""Seconds a miner told to reconnect may keep its connection (and get its last answers)."""
+
 WRITE_HIGH_WATER: Final = 256 * 1024
 """Unsent bytes to a miner past which it is taken as not reading and dropped (~100 jobs)."""
 
@@ -207,6 +210,7 @@ class MinerSession(asyncio.Protocol):
         "framer",
         "handshake_deadline",
         "last_activity",
+        "leaving",
         "log",
         "miner_mask",
         "mining",
@@ -232,6 +236,7 @@ class MinerSession(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.log: Any = log
+        self.leaving = False  # told to reconnect; closed when it goes or after a grace
         self.closing = False  # no more input is handled; answers still go out
         self.closed = False  # the transport is closed
         now = server.clock()
@@ -796,10 +801,18 @@ class MinerSession(asyncio.Protocol):
                 self._send(line)
 
     def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
-        """Ask the miner to reconnect (to us, or another instance) and close."""
+        """Ask the miner to reconnect (to us, or to another instance behind a balancer).
+
+        The connection is not cut at once: a request the miner sent before it read the
+        message is still answered. It closes when the miner leaves, or after
+        :data:`RECONNECT_GRACE` seconds.
+        """
         params = ReconnectParams(host, port, wait) if host else ReconnectParams()
         self._send(self.server.encoder.encode(Reconnect(params=params)))
-        self.close("reconnect requested")
+        if self.leaving or self.closing:
+            return
+        self.leaving = True
+        asyncio.get_running_loop().call_later(RECONNECT_GRACE, self.close, "reconnect requested")
 
     # ------------------------------------------------------------------ plumbing
 

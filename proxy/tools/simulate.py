@@ -87,6 +87,9 @@ NO_CODE: Final = -1
 MAX_RECONNECT_WAIT: Final = 60.0
 """A ``client.reconnect`` wait longer than this is cut down: a simulator must not hang."""
 
+RECONNECT_DRAIN = 5.0
+"""Seconds a miner told to reconnect waits for the replies it is still owed before leaving."""
+
 _U32: Final = struct.Struct("<I")
 _U32X2: Final = struct.Struct("<II")
 _sha256: Final = hashlib.sha256
@@ -358,6 +361,8 @@ class SimMiner:
         self._paused = False
         self._wake = asyncio.Event()
         self._reconnect_to: tuple[str, int, float] | None = None
+        self._leaving = False  # told to reconnect: submit nothing more on this connection
+        self._leave_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -480,6 +485,7 @@ class SimMiner:
         self.authorized = False
         self.job = None
         self._next_difficulty = 1.0
+        self._leaving = False
         self._gen += 1
 
     async def _session(self, reader: asyncio.StreamReader) -> None:
@@ -659,6 +665,13 @@ class SimMiner:
                 port = int(p.port)  # ckpool sends the port as a string
         wait = min(max(float(p.wait or 0.0), 0.0), MAX_RECONNECT_WAIT)
         self._reconnect_to = (p.host or self.host, port, wait)
+        # Like careful firmware: no new shares, let the replies in flight arrive, then go.
+        self._leaving = True
+        self._leave_task = asyncio.get_running_loop().create_task(self._leave_when_answered())
+
+    async def _leave_when_answered(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await wait_until(lambda: not self._pending or not self.connected, RECONNECT_DRAIN)
         self.disconnect()
 
     def _job_changed(self) -> None:
@@ -697,7 +710,7 @@ class SimMiner:
 
     def _current_work(self) -> _Work | None:
         """The unit to search now, building a fresh one on a new job or an exhausted unit."""
-        if self._paused or not self.authorized or self.job is None:
+        if self._paused or self._leaving or not self.authorized or self.job is None:
             return None
         work = self._work
         if work is None or work.gen != self._gen or work.nonce > 0xFFFFFFFF:
