@@ -57,20 +57,8 @@ def test_job_vector_through_share_validator(vector: dict[str, Any]) -> None:
     sub = _submit_fields(vector)
     ids = JobIds()
     book = JobBook(ids)
-    job = Job.from_notify(
-        job_id=job_fields["job_id"],
-        upstream_job_id=job_fields["job_id"],
-        seq=ids.take()[1],
-        prevhash=job_fields["prevhash"],
-        coinb1=job_fields["coinb1"],
-        coinb2=job_fields["coinb2"],
-        merkle_branch=job_fields["merkle_branch"],
-        version=job_fields["version"],
-        nbits=job_fields["nbits"],
-        ntime=job_fields["ntime"],
-        clean_jobs=job_fields["clean_jobs"],
-        created=0.0,
-    )
+    # The same decode path the proxy uses for a pool's notify.
+    job = Job.from_fields(_notify_params(job_fields), seq=ids.take()[1], created=0.0)
     book.add(job)
     validator = ShareValidator(
         book,
