@@ -18,12 +18,12 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 
 import msgspec
 import structlog
 
-from proxy.config import Config, parse_listen_address
+from proxy.config import Config, DifficultyConfig, parse_listen_address
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
@@ -266,16 +266,7 @@ class MinerSession(asyncio.Protocol):
         self.extranonce1 = b""
         self.extranonce2_size = 0
         self.validator: ShareValidator | None = None
-        d = cfg.difficulty
-        self.vardiff = Vardiff(
-            initial=d.initial,
-            minimum=d.minimum,
-            maximum=d.maximum,
-            target_interval=d.target_share_interval,
-            retarget_interval=d.retarget_interval,
-            now=now,
-            enabled=d.vardiff,
-        )
+        self.vardiff = Vardiff(**_vardiff_settings(cfg.difficulty), now=now)
         self._stats_name = ""
         self._stats: WorkerStats | None = None
         self._worker_stats: dict[str, WorkerStats] = {}
@@ -290,18 +281,7 @@ class MinerSession(asyncio.Protocol):
         """A reload changed the config: new line cap, and difficulty re-targeted."""
         cfg = self.config
         self.framer.max_line = cfg.server.max_line_bytes
-        d = cfg.difficulty
-        self._apply(
-            self.vardiff.reconfigure(
-                initial=d.initial,
-                minimum=d.minimum,
-                maximum=d.maximum,
-                target_interval=d.target_share_interval,
-                retarget_interval=d.retarget_interval,
-                enabled=d.vardiff,
-                now=now,
-            )
-        )
+        self._apply(self.vardiff.reconfigure(**_vardiff_settings(cfg.difficulty), now=now))
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -874,6 +854,27 @@ class MinerSession(asyncio.Protocol):
         if transport.get_write_buffer_size() > 0:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(5.0, transport.abort)
+
+
+class _VardiffSettings(TypedDict):
+    initial: float
+    minimum: float
+    maximum: float
+    target_interval: float
+    retarget_interval: float
+    enabled: bool
+
+
+def _vardiff_settings(d: DifficultyConfig) -> _VardiffSettings:
+    """The ``[difficulty]`` table as Vardiff's keyword arguments (new sessions and reloads)."""
+    return _VardiffSettings(
+        initial=d.initial,
+        minimum=d.minimum,
+        maximum=d.maximum,
+        target_interval=d.target_share_interval,
+        retarget_interval=d.retarget_interval,
+        enabled=d.vardiff,
+    )
 
 
 def _resume_prefix(session_id: str | None) -> bytes | None:
