@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from proxy.config import Config, ConfigDiff, ConfigError, diff_config, load_config
+from proxy.config import Config, ConfigDiff, ConfigError, diff_config, load_config, parse_listen_address
 from proxy.downstream import MinerServer
 from proxy.http import HttpApi
 from proxy.logs import configure_logging
@@ -244,8 +244,13 @@ class Proxy:
         ``[server] drain_grace``."""
         self.draining = True
         self.server.stop_listening()
+        server = self.config.server
+        host, port = (
+            (None, None) if server.drain_target is None else parse_listen_address(server.drain_target)
+        )
         for session in list(self.server.sessions):
-            session.reconnect()  # deferred close: forwarded shares are answered first
+            # Deferred close: forwarded shares are answered first.
+            session.reconnect(host, port, server.drain_wait)
         deadline = self.clock() + self.config.server.drain_grace
         while self.server.sessions and self.clock() < deadline:
             await asyncio.sleep(0.05)
@@ -328,11 +333,29 @@ def raise_open_file_limit() -> int:
     return soft
 
 
+FD_RESERVE = 100
+"""Descriptors kept beyond one per miner: pool connections, listeners, HTTP clients, logs."""
+
+
+def open_file_advice(limit: int, max_miners: int) -> str | None:
+    """The startup warning when the open-file limit cannot hold ``max_miners`` miners, or
+    None when it can: it names the real threshold and the two usual fixes."""
+    needed = max_miners + FD_RESERVE
+    if limit >= needed:
+        return None
+    return (
+        f"open-file limit {limit} is below the {needed} needed for max_miners={max_miners}"
+        f" (one per miner + {FD_RESERVE} for pools, listeners and HTTP): about {max(limit - FD_RESERVE, 0)}"
+        f" miners fit; raise it with LimitNOFILE={needed} in the systemd unit or `ulimit -n {needed}`"
+        " before starting, or lower [server] max_miners"
+    )
+
+
 def run_forever(config: Config, config_path: str | None = None) -> int:
     """Run the proxy in the foreground on uvloop (when available) until signalled."""
-    limit = raise_open_file_limit()
-    if limit < config.server.max_miners + 100:
-        log.warning("open-file limit below max_miners", limit=limit, max_miners=config.server.max_miners)
+    advice = open_file_advice(raise_open_file_limit(), config.server.max_miners)
+    if advice is not None:
+        log.warning(advice)
 
     async def main() -> int:
         try:

@@ -189,6 +189,20 @@ def _check_range(key: str, value: int, low: int, high: int | None = None) -> Non
         raise ConfigError(f"must be {bound}, got {value!r}", key=key)
 
 
+MAX_DRAIN_WAIT = 300.0
+"""Longest reconnect wait a drain may ask of miners: beyond it they are simply off."""
+
+
+def _check_target(key: str, text: str) -> None:
+    """A ``HOST:PORT`` miners can connect to: a real host (no wildcard) and a port > 0."""
+    try:
+        host, _port = _split_host_port(text, min_port=1)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from None
+    if host in ("", "0.0.0.0", "::"):
+        raise ConfigError(f"needs a host miners can reach, not a wildcard: {text!r}", key=key)
+
+
 def _check_address(key: str, text: str) -> None:
     try:
         parse_listen_address(text)
@@ -222,6 +236,15 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
     drain_grace: float = 10.0
     """Seconds a stopping proxy waits for pool verdicts on shares in flight and for miners
     to leave after ``client.reconnect``, before it closes what is left."""
+    drain_target: str | None = None
+    """``HOST:PORT`` miners are sent to by a drain's ``client.reconnect`` (another instance);
+    unset, each miner is sent back to the address it connected to (behind a balancer, the
+    balancer's frontend from the PROXY header), never an empty host, which cpuminer ignores."""
+    drain_wait: float = 0.0
+    """Seconds a drain's ``client.reconnect`` tells miners to wait. 0 suits an upgrade with
+    ``reuse_port`` (the new process already listens), a ``drain_target`` or a balancer; for a
+    stop and start at one address set the restart time, so miners do not reconnect into a
+    closed port and back off (bfgminer waits 30 s after a refused connection)."""
     reuse_port: bool = False
     """Bind listeners with SO_REUSEPORT, so a new process can start beside the old one
     during an upgrade (the kernel spreads new connections over both)."""
@@ -247,6 +270,12 @@ class ServerConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True
         _check_positive("submit_timeout", self.submit_timeout)
         _check_range("ntime_window", self.ntime_window, 0)
         _check_positive("drain_grace", self.drain_grace)
+        if self.drain_target is not None:
+            _check_target("drain_target", self.drain_target)
+        if not (math.isfinite(self.drain_wait) and 0 <= self.drain_wait <= MAX_DRAIN_WAIT):
+            raise ConfigError(
+                f"must be between 0 and {MAX_DRAIN_WAIT:g} seconds, got {self.drain_wait!r}", key="drain_wait"
+            )
         for i, network in enumerate(self.trusted_proxies):
             try:
                 ipaddress.ip_network(network, strict=False)

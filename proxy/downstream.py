@@ -91,6 +91,7 @@ WRITE_HIGH_WATER: Final = 256 * 1024
 
 _ACCEPTED: Final = Verdict.ACCEPTED
 _BLOCK: Final = Verdict.BLOCK_CANDIDATE
+_LOW_DIFFICULTY: Final = Verdict.LOW_DIFFICULTY
 _REJECT_TAILS: Final = tuple(error_tail(v.error_code, v.error_message) for v in Verdict)
 _EMPTY_LIST_REPLY: Final = result_tail([])
 _NOT_SUBSCRIBED: Final = error_tail(25, "Not subscribed")
@@ -211,6 +212,7 @@ class MinerSession(asyncio.Protocol):
         "handshake_deadline",
         "last_activity",
         "leaving",
+        "local_address",
         "log",
         "miner_mask",
         "mining",
@@ -235,6 +237,8 @@ class MinerSession(asyncio.Protocol):
         self.framer = LineFramer(cfg.server.max_line_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        # Where the miner connected to: what a client.reconnect sends it back to.
+        self.local_address: tuple[str, int] | None = None
         self.log: Any = log
         self.leaving = False  # told to reconnect; closed when it goes or after a grace
         self.closing = False  # no more input is handled; answers still go out
@@ -292,6 +296,9 @@ class MinerSession(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer = f"{peername[0]}:{peername[1]}"
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, tuple):
+            self.local_address = (str(sockname[0]), int(sockname[1]))
         self.log = _session_log(peer=self.peer)
         server = self.server
         if len(server.sessions) >= self.config.server.max_miners:
@@ -369,6 +376,8 @@ class MinerSession(asyncio.Protocol):
         if info.source is not None:  # None: the balancer's own connection (a health check)
             balancer, self.peer = self.peer, f"{info.source[0]}:{info.source[1]}"
             self.log = _session_log(peer=self.peer, via=balancer)
+        if info.destination is not None:
+            self.local_address = info.destination  # the balancer's frontend
         self.log.info("miner connected", miners=len(self.server.sessions))
         return rest
 
@@ -654,13 +663,17 @@ class MinerSession(asyncio.Protocol):
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, validator.difficulty)
         elif verdict <= _BLOCK:
-            self._forward(request_id, stats, validator, verdict)
+            if verdict is _BLOCK and not validator.met_pool:
+                if not self._easy_candidate(request_id, stats, validator):
+                    return
+            else:
+                self._forward(request_id, stats, validator, verdict)
         else:
             self._send(_REJECT_TAILS[verdict].reply(request_id))
             if stats is not None:
                 stats.counts[verdict] += 1
             return
-        new_difficulty = self.vardiff.on_share(self.last_activity)
+        new_difficulty = self.vardiff.on_share(self.last_activity, validator.difficulty)
         if new_difficulty is not None:
             self._apply(new_difficulty)
 
@@ -668,6 +681,44 @@ class MinerSession(asyncio.Protocol):
         self, request_id: RequestId, stats: WorkerStats | None, validator: ShareValidator, verdict: Verdict
     ) -> None:
         """Send a share upstream: to the connection whose job it is."""
+        upstream = self._upstream_for(validator)
+        if upstream is None:
+            # Nowhere to send it (that pool connection just went away): the local verdict
+            # stands, counted like a pool that did not answer.
+            self.answer_forwarded(request_id, stats, validator.difficulty, None)
+            return
+        self.pending_forwards += 1
+        upstream.forward(self, request_id, stats, validator, verdict)
+
+    def _easy_candidate(
+        self, request_id: RequestId, stats: WorkerStats | None, validator: ShareValidator
+    ) -> bool:
+        """A block candidate below the pool's difficulty: only on a test network, whose
+        target is easier than the pool's. It goes to the pool as a possible block, but
+        the miner's answer is ours, from its own target, whatever the pool says (the pool
+        judges it against a difficulty the miner was never given). False: rejected."""
+        upstream = self._upstream_for(validator)
+        if upstream is None or not upstream.takes_easy_candidates:
+            upstream = None
+        if validator.met_target:
+            if upstream is not None:
+                upstream.forward(self, request_id, stats, validator, _BLOCK, attended=False)
+            self._send(TRUE_REPLY.reply(request_id))
+            self._credit(stats, validator.difficulty)
+            return True
+        if upstream is not None:
+            # Below the miner's own target: it is accepted only if the pool takes it as a
+            # block; anything else from the pool is answered with our low-difficulty reject.
+            self.pending_forwards += 1
+            upstream.forward(self, request_id, stats, validator, _LOW_DIFFICULTY)
+            return False
+        self._send(_REJECT_TAILS[_LOW_DIFFICULTY].reply(request_id))
+        if stats is not None:
+            stats.counts[_LOW_DIFFICULTY] += 1
+        return False
+
+    def _upstream_for(self, validator: ShareValidator) -> UpstreamConnection | None:
+        """The open connection whose job the last checked share solves, if any."""
         upstream = self.upstream
         job = validator.job
         assert job is not None  # check() found it
@@ -675,12 +726,8 @@ class MinerSession(asyncio.Protocol):
         if upstream is None or upstream.book.jobs.get(base.job_id) is not base:
             upstream = self.previous_upstream  # a job of the connection we were moved from
         if upstream is None or upstream.closing:
-            # Nowhere to send it (that pool connection just went away): the local verdict
-            # stands, counted like a pool that did not answer.
-            self.answer_forwarded(request_id, stats, validator.difficulty, verdict, None)
-            return
-        self.pending_forwards += 1
-        upstream.forward(self, request_id, stats, validator, verdict)
+            return None
+        return upstream
 
     def _credit(self, stats: WorkerStats | None, difficulty: float) -> None:
         if stats is not None:
@@ -693,19 +740,23 @@ class MinerSession(asyncio.Protocol):
         request_id: RequestId,
         stats: WorkerStats | None,
         difficulty: float,
-        verdict: Verdict,
         reply: ShareReply | None,
+        verdict: Verdict = _ACCEPTED,
     ) -> None:
         """The pool answered a forwarded share (``reply``), or it timed out / was lost (None).
 
         The miner hears the pool's verdict when there is one: its code where it gave one,
-        else 20. Without one, the local verdict stands and the case is counted.
+        else 20. Without one, the local verdict stands and the case is counted. A block
+        candidate that missed the miner's own target (``verdict`` low difficulty: test
+        networks only) is accepted only when the pool accepts it, else it is our reject.
         """
-        if reply is None or reply.accepted:
+        if verdict is _LOW_DIFFICULTY and (reply is None or not reply.accepted):
+            self._send(_REJECT_TAILS[_LOW_DIFFICULTY].reply(request_id))
+            if stats is not None:
+                stats.counts[_LOW_DIFFICULTY] += 1
+        elif reply is None or reply.accepted:
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, difficulty)
-            if stats is not None and verdict is _BLOCK:
-                stats.blocks += 1
             if reply is None and stats is not None:
                 stats.upstream_timeouts += 1
         else:
@@ -781,13 +832,19 @@ class MinerSession(asyncio.Protocol):
                 self._send(line)
 
     def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
-        """Ask the miner to reconnect (to us, or to another instance behind a balancer).
+        """Ask the miner to reconnect: to ``host:port``, else to the address it connected
+        to (behind a balancer: the balancer, which may pick another instance).
 
-        The connection is not cut at once: a request the miner sent before it read the
-        message is still answered. It closes when the miner leaves, or after
+        The host is always explicit when known: cpuminer ignores a reconnect with a null
+        host. The connection is not cut at once: a request the miner sent before it read
+        the message is still answered. It closes when the miner leaves, or after
         :data:`RECONNECT_GRACE` seconds.
         """
-        params = ReconnectParams(host, port, wait) if host else ReconnectParams()
+        if not host and self.local_address is not None:
+            host, port = self.local_address
+        # An integral wait goes out as an integer: firmware reads it with an integer parser.
+        wire_wait = int(wait) if float(wait).is_integer() else wait
+        params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
         self._send(self.server.encoder.encode(Reconnect(params=params)))
         if self.leaving or self.closing:
             return

@@ -61,6 +61,7 @@ class PoolView(msgspec.Struct):
     rejected: int
     timeouts: int
     blocks: int
+    block_candidates: int
     jobs: int
     last_job_age_seconds: float | None
 
@@ -201,6 +202,7 @@ class HttpApi:
                     rejected=pool.rejected,
                     timeouts=pool.timeouts,
                     blocks=pool.blocks,
+                    block_candidates=pool.candidates,
                     jobs=pool.jobs,
                     last_job_age_seconds=round(now - conn.last_job, 3) if conn else None,
                 )

@@ -87,7 +87,12 @@ class _PoolCollector(Collector):
             f"{PREFIX}_upstream_difficulty", "The pool's share difficulty.", labels=["pool"]
         )
         blocks = CounterMetricFamily(
-            f"{PREFIX}_blocks_found", "Block candidates forwarded to the pool.", labels=["pool"]
+            f"{PREFIX}_blocks_found", "Block candidates the pool accepted.", labels=["pool"]
+        )
+        candidates = CounterMetricFamily(
+            f"{PREFIX}_block_candidates",
+            "Shares meeting the network target sent to the pool (on a test network nearly all).",
+            labels=["pool"],
         )
         jobs = CounterMetricFamily(f"{PREFIX}_jobs", "Jobs received from the pool.", labels=["pool"])
         for pool in self.pools.pools:
@@ -102,8 +107,9 @@ class _PoolCollector(Collector):
             if ready:
                 difficulty.add_metric(name, ready[0].difficulty)
             blocks.add_metric(name, pool.blocks)
+            candidates.add_metric(name, pool.candidates)
             jobs.add_metric(name, pool.jobs)
-        yield from (shares, timeouts, connected, active, connections, difficulty, blocks, jobs)
+        yield from (shares, timeouts, connected, active, connections, difficulty, blocks, candidates, jobs)
 
     def _fleet(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.mining.job import JobIds
-from proxy.mining.share import ShareValidator
+from proxy.stats import WorkerStats
 from proxy.stratum.codec import ShareReply
 from proxy.upstream import UpstreamConnection
 
@@ -52,7 +52,8 @@ class PoolState:
         self.redirect: tuple[str, int] | None = None
         self.accepted = 0
         self.rejected = 0
-        self.blocks = 0
+        self.blocks = 0  # block candidates the pool accepted
+        self.candidates = 0  # shares meeting the network target sent to the pool
         self.jobs = 0
         self.timeouts = 0
         self.latency = 0.0  # seconds the last forwarded share took to be answered
@@ -235,6 +236,19 @@ class PoolManager:
             self._failed(pool)
         if not pool.is_ready:
             pool.healthy_since = None
+        self._rehome(conn)
+
+    def upstream_leaving(self, conn: UpstreamConnection) -> None:
+        """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
+        it were lost; it closes once the shares in flight on it are answered."""
+        if not conn.pending:
+            conn.close()  # connection_lost re-homes the miners
+            return
+        self._rehome(conn)
+
+    def _rehome(self, conn: UpstreamConnection) -> None:
+        """Move the miners of a connection that is going away to the best place left."""
+        pool = conn.state
         orphans = list(conn.miners)
         conn.miners.clear()
         if not orphans or self._closing:
@@ -246,8 +260,12 @@ class PoolManager:
             if target is not None and target is not self.active:
                 log.warning("failing over", from_pool=pool.name, to_pool=target.name)
                 self.active = target
+        gone = conn.closed or conn.closing
         for session in orphans:
-            session.upstream = None
+            if gone or target is None:
+                # Its jobs are void; a connection still open (asked to reconnect) stays
+                # the miner's previous one, so shares on its jobs get the pool's verdict.
+                session.upstream = None
             if target is None:
                 self.orphans.add(session)
             else:
@@ -391,15 +409,20 @@ class PoolManager:
         """Count a forwarded share the pool never answered in time."""
         conn.state.timeouts += 1
 
-    def block_found(self, conn: UpstreamConnection, session: MinerSession, validator: ShareValidator) -> None:
-        """A block candidate goes upstream: count and report it."""
+    def block_candidate(self, conn: UpstreamConnection) -> None:
+        """A share meeting the network target goes upstream: counted, not logged (on a
+        test network nearly every share is one)."""
+        conn.state.candidates += 1
+
+    def block_accepted(self, conn: UpstreamConnection, stats: WorkerStats | None, block_hash: int) -> None:
+        """The pool accepted a block candidate: a block, logged once."""
         pool = conn.state
         pool.blocks += 1
         log.warning(
-            "block candidate",
+            "block found",
             pool=pool.name,
-            worker=next(iter(session.workers), "?"),
-            hash=validator.hash_int.to_bytes(32, "big").hex(),
+            worker=stats.name if stats is not None else "?",
+            hash=block_hash.to_bytes(32, "big").hex(),
         )
 
     async def run(self, interval: float = 0.5) -> None:

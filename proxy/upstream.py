@@ -14,6 +14,7 @@ every miner on the connection.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
@@ -70,7 +71,16 @@ SUGGEST_HYSTERESIS: Final = 1.5
 class PendingShare:
     """A forwarded share waiting for the pool's verdict."""
 
-    __slots__ = ("difficulty", "request_id", "sent_at", "session", "stats", "verdict")
+    __slots__ = (
+        "attended",
+        "block_hash",
+        "difficulty",
+        "request_id",
+        "sent_at",
+        "session",
+        "stats",
+        "verdict",
+    )
 
     def __init__(
         self,
@@ -80,6 +90,9 @@ class PendingShare:
         difficulty: float,
         verdict: Verdict,
         sent_at: float,
+        *,
+        attended: bool = True,
+        block_hash: int = 0,
     ) -> None:
         self.session = session
         self.request_id = request_id
@@ -87,6 +100,10 @@ class PendingShare:
         self.difficulty = difficulty
         self.verdict = verdict
         self.sent_at = sent_at
+        # False: the miner was already answered (a candidate below the pool's difficulty);
+        # the pool's verdict only says whether it was a block.
+        self.attended = attended
+        self.block_hash = block_hash  # a block candidate's hash, for the log of a real block
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -124,6 +141,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.difficulty = 1.0
         self.book = JobBook(ids, ntime_window=cfg.server.ntime_window)
         self.current_notify: NotifyParams | None = None
+        self._pool_notify: NotifyParams | None = None  # the current job as the pool sent it
         self.current_line: bytes | None = None
         self._clean_line: bytes | None = None
         # Set when every job was voided without the pool saying so (our extranonce1
@@ -131,6 +149,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._force_clean = False
         # A pool difficulty change waiting for the next job to carry it to the miners.
         self._pending_ceiling: float | None = None
+        self._leave_requested = False  # client.reconnect seen in the read being handled
+        # Block candidates below the pool's difficulty (test networks only) are sent until
+        # the pool refuses one: then it evidently does not take them as blocks.
+        self.takes_easy_candidates = True
         self.miners: set[MinerSession] = set()
         self._next_id = _FIRST_SUBMIT_ID
         self.pending: dict[int, PendingShare] = {}
@@ -158,9 +180,6 @@ class UpstreamConnection(asyncio.Protocol):
         )
         self._request(_SUBSCRIBE_ID, "mining.subscribe", [f"stratum-proxy/{__version__}"])
         self._request(_AUTHORIZE_ID, "mining.authorize", [self.pool.user, self.pool.password])
-        # So the pool may change our extranonce1 without dropping us; pools that do not
-        # know the method answer an error, which we ignore.
-        self._request(_EXTRANONCE_SUBSCRIBE_ID, "mining.extranonce.subscribe", [])
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Answer every share in flight with its local verdict and tell the manager."""
@@ -173,7 +192,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.manager.upstream_lost(self)
 
     def data_received(self, data: bytes) -> None:
-        """Handle every complete line from the pool."""
+        """Handle every complete line from the pool.
+
+        A ``client.reconnect`` does not cut the read short: lines after it in the same
+        read (ckpool writes a share's reject and the reconnect together) are handled
+        first, so every verdict the pool sent reaches its miner.
+        """
         self.last_message = self.manager.clock()
         for item in self.framer.feed(data):
             if self.closing:
@@ -190,6 +214,9 @@ class UpstreamConnection(asyncio.Protocol):
             except Exception:
                 self.log.exception("error handling pool message")
                 self.close()
+        if self._leave_requested and not self.closing:
+            self._leave_requested = False
+            self.manager.upstream_leaving(self)
 
     # ------------------------------------------------------------------ pool -> proxy
 
@@ -259,6 +286,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._handshake_failed(f"authorize refused: {reply.message}")
             return
         self._authorized = True
+        # So the pool may change our extranonce1 without dropping us. Only now: ckpool
+        # drops it, unanswered, from a client that is not yet authorized. Pools that do
+        # not know the method answer an error, which we ignore.
+        self._request(_EXTRANONCE_SUBSCRIBE_ID, "mining.extranonce.subscribe", [])
         self._maybe_ready()
 
     def _set_layout(self, extranonce1: bytes, size: int) -> None:
@@ -291,6 +322,16 @@ class UpstreamConnection(asyncio.Protocol):
         now = self.manager.clock()
         if not self._subscribed:
             return  # jobs before the subscribe result cannot be folded yet; the pool resends
+        repeated = self.book.current if self._same_as_current(params) else None
+        if repeated is not None:
+            if self._pending_ceiling is None:
+                self._repeat_current(repeated, params, now)
+                return
+            # A difficulty change rides on it: it goes out under a new id, but the old id
+            # (the same work, renamed upstream like the new one) stays valid.
+            repeated.upstream_job_id = params.job_id
+            self.book.void_others(repeated)
+            params = msgspec.structs.replace(params, clean_jobs=False)
         job_id, seq = self.book.ids.take()
         try:
             job = Job.from_fields(
@@ -304,7 +345,10 @@ class UpstreamConnection(asyncio.Protocol):
         except JobError as exc:
             self.log.warning("pool sent a malformed job", error=str(exc))
             return
+        if repeated is not None:
+            job.seen = repeated.seen  # one header: a share is a duplicate under either id
         self.book.add(job)
+        self._pool_notify = params
         coinb1 = params.coinb1 + self.extranonce1.hex() if self.fold else params.coinb1
         clean = params.clean_jobs or self._force_clean
         self._force_clean = False
@@ -323,6 +367,33 @@ class UpstreamConnection(asyncio.Protocol):
             for session in self.miners:
                 session.send_job(line)
         self._maybe_ready()
+
+    def _same_as_current(self, params: NotifyParams) -> bool:
+        """True when the pool re-sent its current job unchanged (ckpool does, with
+        clean_jobs, e.g. after a restart); its own job id may differ.
+
+        Issuing it as a clean job under a new id would void the old id, while miners that
+        keep their work when the header is unchanged (cpuminer) go on submitting the old
+        id: every share "Job not found". So the old id stays valid.
+        """
+        previous = self._pool_notify
+        if previous is None or self.book.current is None or self._force_clean:
+            return False
+        return (
+            msgspec.structs.replace(params, job_id=previous.job_id, clean_jobs=previous.clean_jobs)
+            == previous
+        )
+
+    def _repeat_current(self, current: Job, params: NotifyParams, now: float) -> None:
+        """Nothing new for the miners: shares on the current job go up under the pool's
+        (possibly new) id from now on; a clean resend still voids every other job."""
+        current.upstream_job_id = params.job_id
+        if params.clean_jobs:
+            self.book.void_others(current)
+        self._pool_notify = params
+        self.last_job = now
+        self.manager.job_received(self)
+        self.log.debug("job repeated", job_id=current.job_id, pool_job_id=params.job_id)
 
     def _broadcast_with_ceiling(self, ceiling: float, seq: int, line: bytes, now: float) -> None:
         """Send a job that carries a new pool difficulty: each miner whose difficulty must
@@ -374,7 +445,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.book.void_all()  # coinb1 of every job had the old E1 folded in
-        self.current_notify = self.current_line = self._clean_line = None
+        self.current_notify = self.current_line = self._clean_line = self._pool_notify = None
         self._force_clean = True
         self.extranonce1 = e1
         prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
@@ -389,9 +460,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.manager.relayout(self)
 
     def _on_reconnect(self, msg: Reconnect) -> None:
+        """The pool wants us elsewhere: once this read is handled, miners move to another
+        connection and this one closes when the pool has answered what is in flight (at
+        most ``submit_timeout``), so no verdict is replaced by one of ours."""
         self.log.info("pool asked to reconnect", host=msg.params.host, port=msg.params.port)
         self.manager.pool_redirect(self, msg.params.host, msg.params.port, msg.params.wait or 0.0)
-        self.close()
+        self._leave_requested = True
 
     # ------------------------------------------------------------------ shares
 
@@ -402,14 +476,21 @@ class UpstreamConnection(asyncio.Protocol):
         stats: WorkerStats | None,
         validator: ShareValidator,
         verdict: Verdict,
+        *,
+        attended: bool = True,
     ) -> None:
-        """Submit a share that meets the pool's target (or is a block) upstream."""
+        """Submit a share that meets the pool's target (or is a block) upstream.
+
+        ``verdict`` is the local one: accepted upstream, a block candidate, or (a candidate
+        below the miner's own target, test networks only) low difficulty.
+        ``attended``: the miner waits for the pool's verdict (else it was answered already).
+        """
         job = validator.job
         assert job is not None
         submit_id = self._take_id()
         params = [
             self.pool.user,
-            job.upstream_job_id,
+            job.base.upstream_job_id,  # the base: a pool's repeat may rename the job
             (session.prefix + validator.extranonce2).hex() if self.fold else validator.extranonce2.hex(),
             f"{validator.ntime:08x}",
             f"{validator.nonce:08x}",
@@ -417,18 +498,53 @@ class UpstreamConnection(asyncio.Protocol):
         if self.version_mask:
             params.append(f"{validator.version & self.version_mask:08x}")
         now = self.manager.clock()
-        self.pending[submit_id] = PendingShare(session, request_id, stats, validator.difficulty, verdict, now)
-        if verdict is Verdict.BLOCK_CANDIDATE:
-            self.manager.block_found(self, session, validator)
+        block_hash = 0
+        if verdict is Verdict.BLOCK_CANDIDATE or verdict is Verdict.LOW_DIFFICULTY:  # both: candidates
+            block_hash = validator.hash_int
+            self.manager.block_candidate(self)
+        self.pending[submit_id] = PendingShare(
+            session,
+            request_id,
+            stats,
+            validator.difficulty,
+            verdict,
+            now,
+            attended=attended,
+            block_hash=block_hash,
+        )
         self._send_line(self.encoder.encode({"id": submit_id, "method": "mining.submit", "params": params}))
 
     def _settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
         now = self.manager.clock()
         self.manager.share_settled(self, reply, now - pending.sent_at)
+        if pending.block_hash and reply is not None:
+            self._candidate_settled(pending, reply)
+        if not pending.attended:
+            return
         pending.session.pending_forwards -= 1
         if not pending.session.closed:
             pending.session.answer_forwarded(
-                pending.request_id, pending.stats, pending.difficulty, pending.verdict, reply
+                pending.request_id, pending.stats, pending.difficulty, reply, pending.verdict
+            )
+
+    def _candidate_settled(self, pending: PendingShare, reply: ShareReply) -> None:
+        """The pool's word on a block candidate: a block is counted only when it accepts.
+
+        A candidate below the pool's difficulty that the pool refuses shows a network
+        easier than the pool (regtest, testnet): such candidates are not blocks to this
+        pool, and sending more of them only earns the connection the pool's penalties
+        (ckpool answers "Above target" and then refuses the connection for a while).
+        """
+        if reply.accepted:
+            if pending.stats is not None:
+                pending.stats.blocks += 1
+            self.manager.block_accepted(self, pending.stats, pending.block_hash)
+        elif self.takes_easy_candidates and reply.code != 21 and _below_pool(pending):
+            self.takes_easy_candidates = False
+            self.log.warning(
+                "pool refuses block candidates below its share difficulty (a test network?);"
+                " no more are sent on this connection",
+                reason=reply.message,
             )
 
     def flush_pending(self) -> None:
@@ -474,7 +590,7 @@ class UpstreamConnection(asyncio.Protocol):
         """
         if not self.manager.config.upstream.suggest_difficulty or not self.miners:
             return
-        wanted = max(session.vardiff.wanted for session in self.miners)
+        wanted = suggestion(max(session.vardiff.wanted for session in self.miners))
         if wanted > self.difficulty * SUGGEST_HYSTERESIS and wanted != self.suggested:
             self.suggested = wanted
             self.log.info("suggesting difficulty to pool", difficulty=wanted, current=self.difficulty)
@@ -510,6 +626,21 @@ class UpstreamConnection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+def _below_pool(pending: PendingShare) -> bool:
+    """True for a block candidate that missed the pool's difficulty (see ``forward``)."""
+    return not pending.attended or pending.verdict is Verdict.LOW_DIFFICULTY
+
+
+def suggestion(wanted: float) -> float | int:
+    """The value sent in ``mining.suggest_difficulty``: an integer from 1 up, rounded down.
+
+    ckpool parses the parameter only as an integer ("Failed to parse suggest_difficulty"
+    for 3.3). Rounding down keeps every miner at or below what the pool then gives, so no
+    miner is clamped above its pool. Below 1 an integer cannot express it: sent as is.
+    """
+    return math.floor(wanted) if wanted >= 1 else wanted
 
 
 def _layout_problem(extranonce1: bytes, extranonce2_size: int) -> str:

@@ -282,6 +282,13 @@ class JobBook:
         self.jobs.clear()
         self.current = None
 
+    def void_others(self, keep: Job) -> None:
+        """Void every live job but ``keep`` (a pool's clean resend of its current job)."""
+        for job_id, job in list(self.jobs.items()):
+            if job is not keep:
+                job.voided = True
+                del self.jobs[job_id]
+
     def get(self, job_id: str) -> Job | None:
         """The live job with this id, if any."""
         return self.jobs.get(job_id)

@@ -19,6 +19,12 @@ The checks, in order (PROTOCOL.md, "Share validation"); each rejects with its re
    hashing, so replayed shares cost a set lookup, not 14 hashes;
 7. the hash meets the network target: a block candidate, forwarded whatever the miner's
    difficulty; else the miner's target for that job (23, ``low_difficulty``).
+
+A block candidate also records whether it met the miner's target (``met_target``) and the
+pool's (``met_pool``). On a main network both hold for every candidate. On a test network
+(regtest, testnet's minimum-difficulty blocks) the network target can be easier than the
+pool's or even the miner's, and the answer to the miner must not depend on the pool's
+verdict on a share the pool never asked for.
 """
 
 from __future__ import annotations
@@ -133,6 +139,8 @@ class ShareValidator:
         "extranonce2_size",
         "hash_int",
         "job",
+        "met_pool",
+        "met_target",
         "nonce",
         "ntime",
         "previous_book",
@@ -170,6 +178,9 @@ class ShareValidator:
         self.version = 0
         self.hash_int = 0
         self.difficulty = difficulty  # the difficulty the last share was judged at
+        # Set for block candidates only (off the common path): which targets it also met.
+        self.met_target = False
+        self.met_pool = False
 
     # ------------------------------------------------------------------ state changes
 
@@ -296,6 +307,8 @@ class ShareValidator:
             target, self.difficulty = self.target_for(job)
         if hash_int <= job.network_target:
             seen.add(key)
+            self.met_target = hash_int <= target
+            self.met_pool = hash_int <= job.upstream_target or hash_int <= book.upstream_target
             return _BLOCK
         if hash_int > target:
             return _LOW_DIFFICULTY

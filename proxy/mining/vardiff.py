@@ -9,6 +9,14 @@ interval observed over a window scales linearly with difficulty and the correcti
 The estimate is noisy over few shares, so a retarget waits for enough shares or enough
 time, moves at most :data:`MAX_STEP` per retarget, and ignores corrections inside the
 :data:`DEADBAND` to avoid flapping (every change costs the miner a fresh job).
+
+The rate is measured in work, not in shares: each share counts the difficulty it was
+judged at. A miner that has not applied a raise yet (it applies difficulty to its next
+job, and some firmware keeps its work while the header is unchanged) goes on finding
+shares at the old, lower difficulty; counted as shares at the new one they would look
+like a miner that got faster, and vardiff would raise again and again. For the same
+reason, after a raise no further raise happens until a share judged at the new
+difficulty arrives, or :data:`RAISE_HOLD_WINDOWS` retarget intervals have passed.
 """
 
 from __future__ import annotations
@@ -25,6 +33,12 @@ a few steps, and a noisy window cannot swing a miner wildly."""
 
 DEADBAND: Final = (0.7, 1.4)
 """Corrections within this factor are left alone."""
+
+RAISE_HOLD_WINDOWS: Final = 4
+"""Retarget intervals a raise waits to be seen in the miner's shares before another raise
+may follow: long enough for a miner that applies difficulty to its next job to have had
+one (pools send jobs every 30-60 s), short enough that a miner that ignores set_difficulty
+is still measured, by the work-weighted rate, rather than frozen."""
 
 
 def clamp(value: float, low: float, high: float) -> float:
@@ -43,8 +57,11 @@ class Vardiff:
     __slots__ = (
         "_ceiling",
         "_floor",
+        "_raised_at",
+        "_raised_to",
         "_shares",
         "_window_start",
+        "_work",
         "difficulty",
         "enabled",
         "maximum",
@@ -74,7 +91,10 @@ class Vardiff:
         self._floor = minimum
         self._ceiling = ceiling
         self._shares = 0
+        self._work = 0.0  # the sum of the difficulties the window's shares were judged at
         self._window_start = now
+        self._raised_to: float | None = None  # a raise not yet seen in the miner's shares
+        self._raised_at = now
         self.difficulty = self._bounded(initial)
         # What the miner would get without the pool's ceiling: when miners want more than
         # the pool gives, the proxy asks the pool for more (mining.suggest_difficulty).
@@ -86,6 +106,7 @@ class Vardiff:
 
     def _restart(self, now: float) -> None:
         self._shares = 0
+        self._work = 0.0
         self._window_start = now
 
     def set_ceiling(self, ceiling: float, now: float) -> float | None:
@@ -127,12 +148,23 @@ class Vardiff:
         self._floor = clamp(self._floor, minimum, maximum)
         return self._move_to(self._bounded(self.difficulty if enabled else initial), now)
 
-    def on_share(self, now: float) -> float | None:
-        """Count an accepted share; return a new difficulty when a retarget is due."""
+    def on_share(self, now: float, judged: float | None = None) -> float | None:
+        """Count an accepted share judged at difficulty ``judged`` (default: the current
+        one); return a new difficulty when a retarget is due."""
+        if judged is None:
+            judged = self.difficulty
         self._shares += 1
+        self._work += judged
+        if self._raised_to is not None and judged >= self._raised_to:
+            self._raised_to = None  # the miner works at the raised difficulty now
         if self._shares < SHARES_PER_RETARGET:
             return None
         return self.poll(now)
+
+    @property
+    def awaiting_raise(self) -> bool:
+        """True while a raise has not shown up in the miner's shares yet."""
+        return self._raised_to is not None
 
     def poll(self, now: float) -> float | None:
         """Re-evaluate (called on shares and from a periodic tick for silent miners)."""
@@ -148,8 +180,13 @@ class Vardiff:
                 return None
             ratio = self.target_interval / elapsed
         else:
-            ratio = self.target_interval * self._shares / max(elapsed, 1e-9)
+            ratio = self.target_interval * self._work / (self.difficulty * max(elapsed, 1e-9))
         ratio = clamp(ratio, 1 / MAX_STEP, MAX_STEP)
+        if ratio > 1 and self._raised_to is not None:
+            if now - self._raised_at < RAISE_HOLD_WINDOWS * self.retarget_interval:
+                ratio = min(ratio, DEADBAND[1])  # the last raise is not in force yet: hold
+            else:
+                self._raised_to = None  # it ignores set_difficulty; the work rate still holds
         if DEADBAND[0] <= ratio <= DEADBAND[1]:
             self.wanted = self.difficulty
             self._restart(now)
@@ -161,5 +198,9 @@ class Vardiff:
         self._restart(now)
         if difficulty == self.difficulty:
             return None
+        if difficulty > self.difficulty:
+            self._raised_to, self._raised_at = difficulty, now
+        else:
+            self._raised_to = None  # every share meets a lower difficulty at once
         self.difficulty = difficulty
         return difficulty

@@ -88,8 +88,9 @@ def test_example_file_documents_every_key() -> None:
     for table, struct in tables.items():
         missing = _keys(struct) - set(data[table])
         # TOML has no null, so an optional key with no default value can only be shown commented out.
-        assert missing <= {"admin_token_file"}, (table, missing)
+        assert missing <= {"admin_token_file", "drain_target"}, (table, missing)
     assert "# admin_token_file = " in text
+    assert "# drain_target = " in text
     assert _keys(PoolConfig) - set(data["pools"][0]) == {"ca_file"}  # optional, shown commented out
     assert "# ca_file = " in text
     # Every key line is preceded by a comment explaining it.
@@ -245,6 +246,27 @@ def test_wrong_type_table_expected() -> None:
     err = error("server = 5\n" + POOL)
     assert (err.key, err.line) == ("server", 1)
     assert "expected table" in err.message
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ('drain_target = "0.0.0.0:3333"', "wildcard"),
+        ('drain_target = "10.0.0.6"', "missing port"),
+        ('drain_target = "10.0.0.6:0"', "out of range"),
+        ("drain_wait = -1", "between 0 and 300"),
+        ("drain_wait = 301", "between 0 and 300"),
+    ],
+)
+def test_drain_target_and_wait_are_checked(line: str, reason: str) -> None:
+    err = error(f"[server]\n{line}\n" + POOL)
+    assert err.key == f"server.{line.split()[0]}"
+    assert reason in err.message
+
+
+def test_drain_target_accepts_a_host_and_port() -> None:
+    config = parse_config('[server]\ndrain_target = "[2001:db8::6]:3333"\ndrain_wait = 5\n' + POOL)
+    assert (config.server.drain_target, config.server.drain_wait) == ("[2001:db8::6]:3333", 5.0)
 
 
 def test_minimum_above_initial() -> None:
