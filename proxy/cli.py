@@ -35,6 +35,20 @@ def _bench_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_upgrade(args: argparse.Namespace) -> int:
+    from proxy.bench import upgrade
+    from proxy.runner import run
+
+    results: list[upgrade.UpgradeResult] = []
+
+    async def main() -> None:
+        results.append(await upgrade.run_upgrade(args.miners))
+
+    run(main())
+    print(upgrade.report(results[0]))
+    return 0
+
+
 def _bench_all(args: argparse.Namespace) -> int:
     args.shares, args.repeats, args.scenarios = 20_000, 7, "a,b,c,d,e"
     _bench_validate(args)
@@ -154,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = benches.add_parser("daemon", help="pool, proxy and miners as separate processes (Linux)")
     daemon.add_argument("--scenarios", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
     daemon.set_defaults(handler=_bench_daemon)
+    upgrade = benches.add_parser("upgrade", help="README's reuse_port upgrade recipe, timed (Linux)")
+    upgrade.add_argument("--miners", type=int, default=200, help="simulated miners")
+    upgrade.set_defaults(handler=_bench_upgrade)
     _add_tool_commands(commands)
     return parser
 

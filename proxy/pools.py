@@ -25,7 +25,7 @@ import structlog
 from proxy.mining.job import JobIds
 from proxy.stats import WorkerStats
 from proxy.stratum.codec import ShareReply
-from proxy.upstream import UpstreamConnection
+from proxy.upstream import PendingShare, UpstreamConnection
 
 if TYPE_CHECKING:
     from proxy.config import Config, PoolConfig
@@ -59,6 +59,10 @@ class PoolState:
         self.latency = 0.0  # seconds the last forwarded share took to be answered
         self.removed = False  # dropped from the config by a reload; miners leave it
         self.latency_metric: Any = None  # its submit-latency histogram child, looked up once
+        self.session_id: str | None = None  # the pool's id of our last session, for resuming it
+        # Shares in flight when a connection was lost, with that connection: sent again on
+        # the next one if the pool resumes the session, else answered locally.
+        self.carried: list[tuple[UpstreamConnection, PendingShare]] = []
 
     @property
     def name(self) -> str:
@@ -183,7 +187,7 @@ class PoolManager:
     async def _connect(self, pool: PoolState) -> None:
         loop = asyncio.get_running_loop()
         host, port = pool.redirect or (pool.config.host, pool.config.port)
-        conn = UpstreamConnection(self, pool, self.ids)
+        conn = UpstreamConnection(self, pool, self.ids, resume_session=pool.session_id)
         # Listed before connecting: the handshake can complete before this coroutine resumes.
         pool.connections.append(conn)
         try:
@@ -218,6 +222,8 @@ class PoolManager:
             return
         pool = conn.state
         pool.backoff = 0.0
+        pool.session_id = conn.session_id or pool.session_id
+        self._resubmit_carried(pool, conn)
         self._last_mask = conn.version_mask
         if pool.healthy_since is None:
             pool.healthy_since = self.clock()
@@ -228,8 +234,10 @@ class PoolManager:
         self._capacity.set()
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
-        """A connection closed: move its miners, back off if it never worked."""
+        """A connection closed: carry its shares in flight, move its miners, back off if
+        it never worked."""
         pool = conn.state
+        self._carry(conn)
         if conn in pool.connections:
             pool.connections.remove(conn)
         if not conn.retired and not self._closing and not pool.removed:
@@ -237,6 +245,44 @@ class PoolManager:
         if not pool.is_ready:
             pool.healthy_since = None
         self._rehome(conn)
+
+    def _carry(self, conn: UpstreamConnection) -> None:
+        """Keep the shares a connection the pool sent away (``client.reconnect``) still
+        owed verdicts for: the next connection may resume its session and take them
+        (ckpool keeps its jobs across a reconnect), so the miner hears the pool, not us."""
+        pending = conn.take_pending()
+        if not pending:
+            return
+        if self._closing or conn.state.removed or not conn.redirected:
+            # A crash or an outage: no prompt resume to wait for, the local verdict now.
+            for share in pending:
+                conn.settle(share, None)
+            return
+        conn.state.carried.extend((conn, share) for share in pending)
+
+    def _resubmit_carried(self, pool: PoolState, conn: UpstreamConnection) -> None:
+        """A new connection is ready: send it the carried shares if it resumed their
+        session, else answer them locally (their work is void at the pool)."""
+        carried, pool.carried = pool.carried, []
+        for old, share in carried:
+            if conn.same_session_as(old):
+                conn.resubmit(share)
+            else:
+                old.settle(share, None)
+
+    def _expire_carried(self, now: float) -> None:
+        timeout = self.config.server.submit_timeout
+        for pool in (*self.pools, *self.removed_pools):
+            if not pool.carried:
+                continue
+            keep = []
+            for old, share in pool.carried:
+                if now - share.sent_at > timeout:
+                    self.submit_timed_out(old)
+                    old.settle(share, None)
+                else:
+                    keep.append((old, share))
+            pool.carried = keep
 
     def upstream_leaving(self, conn: UpstreamConnection) -> None:
         """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
@@ -353,7 +399,8 @@ class PoolManager:
     def tick(self) -> None:
         """Periodic: timeouts, failback to a better pool, keep connections open."""
         now = self.clock()
-        self.removed_pools = [p for p in self.removed_pools if p.connections]
+        self._expire_carried(now)
+        self.removed_pools = [p for p in self.removed_pools if p.connections or p.carried]
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
                 conn.sweep(now)
@@ -442,6 +489,9 @@ class PoolManager:
         for task in self._tasks:
             task.cancel()
         for pool in (*self.pools, *self.removed_pools):
+            carried, pool.carried = pool.carried, []
+            for old, share in carried:
+                old.settle(share, None)
             for conn in list(pool.connections):
                 conn.flush_pending()
                 conn.close()

@@ -75,6 +75,7 @@ class PendingShare:
         "attended",
         "block_hash",
         "difficulty",
+        "params",
         "request_id",
         "sent_at",
         "session",
@@ -93,6 +94,7 @@ class PendingShare:
         *,
         attended: bool = True,
         block_hash: int = 0,
+        params: list[str] | None = None,
     ) -> None:
         self.session = session
         self.request_id = request_id
@@ -104,13 +106,23 @@ class PendingShare:
         # the pool's verdict only says whether it was a block.
         self.attended = attended
         self.block_hash = block_hash  # a block candidate's hash, for the log of a real block
+        # The mining.submit params as sent: the share can be sent again on a new connection
+        # that resumed the same pool session (extranonce1), if this one is lost first.
+        self.params = params or []
 
 
 class UpstreamConnection(asyncio.Protocol):
     """A Stratum client session to one pool, shared by many miners."""
 
-    def __init__(self, manager: PoolManager, state: PoolState, ids: JobIds) -> None:
+    def __init__(
+        self, manager: PoolManager, state: PoolState, ids: JobIds, *, resume_session: str | None = None
+    ) -> None:
         self.manager = manager
+        # The pool's session id of our last connection: offered at subscribe so the pool
+        # can give the same extranonce1 back (ckpool does), and shares in flight when the
+        # last connection was lost can be sent again here.
+        self.resume_session = resume_session
+        self.session_id: str | None = None
         self.state = state  # the configured pool this connection belongs to
         self.pool = state.config
         cfg = manager.config
@@ -150,6 +162,7 @@ class UpstreamConnection(asyncio.Protocol):
         # A pool difficulty change waiting for the next job to carry it to the miners.
         self._pending_ceiling: float | None = None
         self._leave_requested = False  # client.reconnect seen in the read being handled
+        self.redirected = False  # the pool sent us away: its session may be resumed
         # Block candidates below the pool's difficulty (test networks only) are sent until
         # the pool refuses one: then it evidently does not take them as blocks.
         self.takes_easy_candidates = True
@@ -178,16 +191,18 @@ class UpstreamConnection(asyncio.Protocol):
                 {"version-rolling.mask": REQUESTED_VERSION_MASK, "version-rolling.min-bit-count": 2},
             ],
         )
-        self._request(_SUBSCRIBE_ID, "mining.subscribe", [f"stratum-proxy/{__version__}"])
+        agent = f"stratum-proxy/{__version__}"
+        resume = [self.resume_session] if self.resume_session else []
+        self._request(_SUBSCRIBE_ID, "mining.subscribe", [agent, *resume])
         self._request(_AUTHORIZE_ID, "mining.authorize", [self.pool.user, self.pool.password])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Answer every share in flight with its local verdict and tell the manager."""
+        """Tell the manager, which carries the shares in flight to the next connection
+        (or answers them with their local verdict)."""
         was_ready = self.ready
         self.closed = True
         self.ready = False
         self.book.void_all()
-        self.flush_pending()
         self.log.info("pool disconnected", reason=str(exc) if exc else "closed", was_ready=was_ready)
         self.manager.upstream_lost(self)
 
@@ -245,7 +260,7 @@ class UpstreamConnection(asyncio.Protocol):
         if isinstance(request_id, int) and request_id >= _FIRST_SUBMIT_ID:
             pending = self.pending.pop(request_id, None)
             if pending is not None:
-                self._settle(pending, parse_share_reply(msg))
+                self.settle(pending, parse_share_reply(msg))
             return
         if request_id == _CONFIGURE_ID:
             self._on_configure_result(msg)
@@ -267,7 +282,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self._subscribed:
             return  # a second result must not re-layout prefixes miners already hold
         try:
-            _, extranonce1, size = msgspec.json.decode(msg.result, type=tuple[Any, str, int])
+            subscriptions, extranonce1, size = msgspec.json.decode(msg.result, type=tuple[Any, str, int])
             e1 = bytes.fromhex(extranonce1)
         except (msgspec.DecodeError, ValueError):
             self._handshake_failed(f"bad subscribe result: {bytes(msg.result)[:200]!r}")
@@ -277,6 +292,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._handshake_failed(problem)
             return
         self._set_layout(e1, size)
+        self.session_id = _notify_session_id(subscriptions)
         self._subscribed = True
         self._maybe_ready()
 
@@ -466,6 +482,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.log.info("pool asked to reconnect", host=msg.params.host, port=msg.params.port)
         self.manager.pool_redirect(self, msg.params.host, msg.params.port, msg.params.wait or 0.0)
         self._leave_requested = True
+        self.redirected = True
 
     # ------------------------------------------------------------------ shares
 
@@ -511,10 +528,35 @@ class UpstreamConnection(asyncio.Protocol):
             now,
             attended=attended,
             block_hash=block_hash,
+            params=params,
         )
         self._send_line(self.encoder.encode({"id": submit_id, "method": "mining.submit", "params": params}))
 
-    def _settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
+    def resubmit(self, pending: PendingShare) -> None:
+        """Send again a share that was in flight on a lost connection of the same pool
+        session (same extranonce1): it gets the pool's verdict after all. Its timeout
+        still runs from the first send."""
+        submit_id = self._take_id()
+        self.pending[submit_id] = pending
+        line = {"id": submit_id, "method": "mining.submit", "params": pending.params}
+        self._send_line(self.encoder.encode(line))
+
+    def same_session_as(self, other: UpstreamConnection) -> bool:
+        """True when shares built for ``other`` are valid here: the pool resumed the
+        session (same extranonce1 and layout)."""
+        return (
+            self.extranonce1 == other.extranonce1
+            and self.extranonce2_size == other.extranonce2_size
+            and self.fold == other.fold
+        )
+
+    def take_pending(self) -> list[PendingShare]:
+        """Hand over every share still waiting for a verdict (the connection is gone)."""
+        pending, self.pending = self.pending, {}
+        return list(pending.values())
+
+    def settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
+        """Answer a forwarded share: the pool's verdict, or None (the local one)."""
         now = self.manager.clock()
         self.manager.share_settled(self, reply, now - pending.sent_at)
         if pending.block_hash and reply is not None:
@@ -551,7 +593,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Answer every share in flight with its local verdict (connection lost, shutdown)."""
         pending, self.pending = self.pending, {}
         for share in pending.values():
-            self._settle(share, None)
+            self.settle(share, None)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -561,7 +603,7 @@ class UpstreamConnection(asyncio.Protocol):
         expired = [key for key, share in self.pending.items() if now - share.sent_at > timeout]
         for key in expired:
             self.manager.submit_timed_out(self)
-            self._settle(self.pending.pop(key), None)
+            self.settle(self.pending.pop(key), None)
         upstream = self.manager.config.upstream
         connected = self.transport is not None  # the connect has a timeout of its own
         if (
@@ -626,6 +668,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+def _notify_session_id(subscriptions: object) -> str | None:
+    """The session id of a subscribe result's ``mining.notify`` entry, if it has one."""
+    if not isinstance(subscriptions, list):
+        return None
+    for entry in subscriptions:
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == "mining.notify":
+            sid = entry[1]
+            if isinstance(sid, str) and 0 < len(sid) <= 64:
+                return sid
+    return None
 
 
 def _below_pool(pending: PendingShare) -> bool:

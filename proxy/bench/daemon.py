@@ -23,7 +23,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from proxy.bench import validate
+from proxy.bench.process import proxy_process
 from proxy.tools import free_port
 from proxy.tools.pool import PoolConfig, TestPool
 
@@ -101,23 +101,13 @@ async def _stack() -> AsyncIterator[tuple[TestPool, subprocess.Popen[bytes], int
     pool.factory.branch = lambda: list(branch)  # type: ignore[method-assign]  # the 12-deep branch of the validation bench
     await pool.start()
     listen, http_port = free_port(), free_port()
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
-        handle.write(_proxy_config(pool.port, listen, http_port))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "run", "--config", handle.name], stdin=subprocess.DEVNULL
-    )
     try:
-        await _wait_listening(listen)
-        while not pool.started_sessions:
-            await asyncio.sleep(0.05)
-        yield pool, proc, listen, http_port
+        with proxy_process(_proxy_config(pool.port, listen, http_port)) as proc:
+            await _wait_listening(listen)
+            while not pool.started_sessions:
+                await asyncio.sleep(0.05)
+            yield pool, proc, listen, http_port
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(10)
-        if proc.poll() is None:
-            proc.kill()
-        os.unlink(handle.name)
         await pool.stop()
 
 

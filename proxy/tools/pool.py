@@ -13,10 +13,16 @@ acceptances, rejections by reason, block candidates and, per worker, the credite
 (sum of the difficulty of accepted shares), which tests compare with the hashes the
 simulator actually did.
 
-Tests drive it in-process through :class:`TestPool`: push jobs, change difficulty, version
-mask or extranonce, send ``client.reconnect``, drop every connection, stop and resume
-listening, go silent. Bad input never takes it down: decoding uses the codec's peer errors,
-and a byte stream that is not Stratum closes only that connection.
+Tests drive it in-process through :class:`TestPool`: push jobs, resend the current one,
+change difficulty, version mask or extranonce, send ``client.reconnect``, drop every
+connection, stop and resume listening, go silent. Bad input never takes it down: decoding
+uses the codec's peer errors, and a byte stream that is not Stratum closes only that
+connection.
+
+Some real pools' quirks can be switched on, each by one :class:`PoolConfig` field and all
+off by default (ckpool 0.9.9's: integer-only ``mining.suggest_difficulty``, dropped
+pre-authorize ``mining.extranonce.subscribe``, ``client.reconnect`` after a reject, blocks
+that must meet the share difficulty), so the proxy can be tested against them.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from proxy.stratum.messages import (
     Configure,
     ExtranonceSubscribe,
     GetTransactions,
+    Notify,
     NotifyParams,
     Response,
     ResultReply,
@@ -102,6 +109,10 @@ REJECTED_BY_POOL: Final = "rejected_by_pool"
 NOT_SUBSCRIBED: Final = "not_subscribed"
 """The rejection reason counted for a submit before ``mining.subscribe``."""
 
+ABOVE_TARGET: Final = "above_target"
+"""The rejection reason counted for a block candidate below the share difficulty
+(``PoolConfig.blocks_need_share_difficulty``)."""
+
 MAX_RECORDED: Final = 10_000
 """Entries kept in a log the peer controls (suggested difficulties, responses): a miner
 spamming them must not grow the pool's memory without bound."""
@@ -115,6 +126,20 @@ _VERDICT_TAILS: Final = {v: error_tail(v.error_code, v.error_message) for v in V
 _POOL_REJECT_TAIL: Final = error_tail(ErrorCode.OTHER, "Rejected by test pool")
 _NOT_SUBSCRIBED_TAIL: Final = error_tail(ErrorCode.NOT_SUBSCRIBED, "Not subscribed")
 _EMPTY_LIST_TAIL: Final = result_tail([])
+# Older ckpool's reject shape: result false, no error, the reason in its own member.
+_ABOVE_TARGET_TAIL: Final = ReplyTail(b',"result":false,"error":null,"reject-reason":"Above target"}\n')
+# client.reconnect with nothing: ckpool's "reconnect" command, back to this same pool.
+_RECONNECT_HERE: Final = b'{"id":null,"method":"client.reconnect","params":[]}\n'
+
+
+class _RawParams(msgspec.Struct):
+    """Only the params of a request, as generic JSON: ``3`` decodes to an int, ``3.0`` to a
+    float, which is the distinction jansson's ``json_is_integer`` makes in ckpool."""
+
+    params: list[object] = msgspec.field(default_factory=list)
+
+
+_RAW_PARAMS_DECODER: Final = msgspec.json.Decoder(_RawParams)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -138,6 +163,28 @@ class PoolConfig:
     seed: int | None = None
     max_line: int = DEFAULT_MAX_LINE
     tls: ssl.SSLContext | None = None  # serve stratum+ssl with this server context
+
+    # Quirks of real pools, each off by default (the defaults behave like a clean pool).
+    integer_suggest_only: bool = False
+    """ckpool 0.9.9: ``mining.suggest_difficulty`` is parsed as a JSON integer only. Any
+    other number (``0.5``, ``3.3``, even ``3.0``) is not applied nor recorded: it counts in
+    ``PoolStats.suggest_parse_failures`` and gets no reply at all (ckpool logs "Failed to
+    parse suggest_difficulty" and answers nothing). Integers are recorded as usual."""
+    strict_extranonce_subscribe: bool = False
+    """ckpool 0.9.9: ``mining.extranonce.subscribe`` before ``mining.authorize`` is dropped:
+    no reply, the connection is not extranonce-subscribed, and
+    ``PoolStats.dropped_extranonce_subscribe`` counts it. After authorize it works."""
+    reconnect_after_reject: bool = False
+    """ckpool 0.9.9: a rejected share's reply is followed by ``client.reconnect`` with
+    ``[]`` in the same write (the client reads both at once), then the pool closes the
+    connection (buffered output still flushed). ``PoolStats.reconnects_after_reject``
+    counts it. Every reject does it, whatever the reason."""
+    blocks_need_share_difficulty: bool = False
+    """ckpool 0.9.9 on regtest: a share that meets the network target but not the
+    connection's share difficulty is rejected with the older ckpool reply
+    ``{"result": false, "error": null, "reject-reason": "Above target"}`` (counted as
+    :data:`ABOVE_TARGET`) and is not a block. Without it such a share is credited as a
+    block, the way the validator judges it."""
 
     def __post_init__(self) -> None:
         target_from_difficulty(self.difficulty)  # raises on a non-positive or non-finite value
@@ -205,6 +252,10 @@ class PoolStats:
     suggested_difficulties: list[float] = field(default_factory=list)
     responses: list[Response] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    # Counted only with the PoolConfig quirk of the same subject switched on.
+    suggest_parse_failures: int = 0  # non-integer suggest_difficulty (integer_suggest_only)
+    dropped_extranonce_subscribe: int = 0  # before authorize (strict_extranonce_subscribe)
+    reconnects_after_reject: int = 0  # connections closed after a reject (reconnect_after_reject)
 
     @property
     def rejected_total(self) -> int:
@@ -367,6 +418,15 @@ class JobFactory:
 # --------------------------------------------------------------------------- one connection
 
 
+def _integer_param(line: bytes) -> bool:
+    """True when the first param of a request line is a JSON integer (``3``, not ``3.0``)."""
+    try:
+        params = _RAW_PARAMS_DECODER.decode(line).params
+    except msgspec.DecodeError:
+        return False
+    return bool(params) and type(params[0]) is int
+
+
 def _notification(method: str, params: list[object]) -> bytes:
     return msgspec.json.encode({"id": None, "method": method, "params": params}) + b"\n"
 
@@ -461,6 +521,14 @@ class PoolSession(asyncio.Protocol):
             self.job_difficulty = {k: v for k, v in self.job_difficulty.items() if k in book_jobs}
         self.write(line)
 
+    def resend_job(self, job: Job, line: bytes) -> None:
+        """Send a job again: its shares stay judged at the difficulty recorded when it was
+        first sent here (a later, higher difficulty does not apply to it)."""
+        if job.job_id in self.job_difficulty:
+            self.write(line)
+        else:
+            self.send_job(job, line)
+
     def set_difficulty(self, difficulty: float, from_seq: int) -> None:
         """A new difficulty for jobs with ``seq >= from_seq``; the caller sends a job next."""
         self.difficulty = difficulty
@@ -496,12 +564,11 @@ class PoolSession(asyncio.Protocol):
             case Configure():
                 self._on_configure(message)
             case SuggestDifficulty():
-                self._on_suggest_difficulty(message)
+                self._on_suggest_difficulty(message, line)
             case GetTransactions():
                 self._reply(_EMPTY_LIST_TAIL.reply(message.id))
             case ExtranonceSubscribe():
-                self.extranonce_subscribed = True
-                self._reply(TRUE_REPLY.reply(message.id))
+                self._on_extranonce_subscribe(message)
             case SuggestTarget():
                 self._reply(TRUE_REPLY.reply(message.id))
 
@@ -539,7 +606,8 @@ class PoolSession(asyncio.Protocol):
     def _on_subscribe(self, message: Subscribe) -> None:
         self.user_agent = message.params.user_agent
         if self.validator is None:
-            self.extranonce1 = self.pool._new_extranonce1()
+            resumed = self.pool._resumable(message.params.session_id)
+            self.extranonce1 = resumed if resumed is not None else self.pool._new_extranonce1()
             self.validator = ShareValidator(
                 self.pool.book,
                 extranonce1=self.extranonce1,
@@ -558,6 +626,16 @@ class PoolSession(asyncio.Protocol):
         self._maybe_start()
 
     def _on_authorize(self, message: Authorize) -> None:
+        if self.pool.config.strict_extranonce_subscribe:
+            # ckpool authorises in another thread: lines already read behind the authorize
+            # (an extranonce.subscribe sent with it) still see an unauthorised client.
+            asyncio.get_running_loop().call_soon(self._authorized, message)
+            return
+        self._authorized(message)
+
+    def _authorized(self, message: Authorize) -> None:
+        if self.closed:
+            return
         self.workers.add(message.params.username)
         self._reply(TRUE_REPLY.reply(message.id))
         self._maybe_start()
@@ -572,7 +650,17 @@ class PoolSession(asyncio.Protocol):
         if current is not None:
             self.send_job(*current)
 
-    def _on_suggest_difficulty(self, message: SuggestDifficulty) -> None:
+    def _on_extranonce_subscribe(self, message: ExtranonceSubscribe) -> None:
+        if self.pool.config.strict_extranonce_subscribe and not self.workers:
+            self.pool.stats.dropped_extranonce_subscribe += 1  # ckpool: not authorized, no answer
+            return
+        self.extranonce_subscribed = True
+        self._reply(TRUE_REPLY.reply(message.id))
+
+    def _on_suggest_difficulty(self, message: SuggestDifficulty, line: bytes) -> None:
+        if self.pool.config.integer_suggest_only and not _integer_param(line):
+            self.pool.stats.suggest_parse_failures += 1  # ckpool: not parsed, nothing sent
+            return
         # Recorded only: the test pool's difficulty is what the test sets.
         self.suggested_difficulty = message.params.difficulty
         self.pool.stats.record(self.pool.stats.suggested_difficulties, message.params.difficulty)
@@ -584,28 +672,50 @@ class PoolSession(asyncio.Protocol):
         stats = self.pool.stats
         if validator is None:
             stats.rejected[NOT_SUBSCRIBED] += 1
-            self._reply(_NOT_SUBSCRIBED_TAIL.reply(message.id))
+            self._send_reject(_NOT_SUBSCRIBED_TAIL.reply(message.id))
             return
         verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
         if not verdict.accepted:
             self._reject(message.id, p.worker, verdict.reason, _VERDICT_TAILS[verdict])
             return
+        job = validator.job
+        assert job is not None  # check() sets it before any acceptance
+        if verdict is Verdict.BLOCK_CANDIDATE and self._below_share_difficulty(job, validator.hash_int):
+            self._reject(message.id, p.worker, ABOVE_TARGET, _ABOVE_TARGET_TAIL)
+            return
         if self.pool._pool_rejects():
             self._reject(message.id, p.worker, REJECTED_BY_POOL, _POOL_REJECT_TAIL)
             return
-        job = validator.job
-        assert job is not None  # check() sets it before any acceptance
         self._credit(p.worker, job, verdict is Verdict.BLOCK_CANDIDATE, validator.hash_int)
         self._reply(TRUE_REPLY.reply(message.id))
         if verdict is Verdict.BLOCK_CANDIDATE and self.pool.config.new_block_on_find:
             self.pool.new_job(clean=True)
+
+    def _below_share_difficulty(self, job: Job, hash_int: int) -> bool:
+        """With ``blocks_need_share_difficulty``: a block candidate that misses the share
+        target it would be credited at (ckpool checks the share target before the network's)."""
+        if not self.pool.config.blocks_need_share_difficulty:
+            return False
+        difficulty = self.job_difficulty.get(job.job_id, self.difficulty)
+        return hash_int > target_from_difficulty(difficulty)
 
     def _reject(self, request_id: RequestId, worker: str, reason: str, tail: ReplyTail) -> None:
         stats = self.pool.stats
         stats.rejected[reason] += 1
         if worker in self.workers:  # never create stats for names nobody authorized
             stats.worker(worker).rejected += 1
-        self._reply(tail.reply(request_id))
+        self._send_reject(tail.reply(request_id))
+
+    def _send_reject(self, reply: bytes) -> None:
+        """Write a reject reply; with ``reconnect_after_reject``, send this connection away."""
+        if not self.pool.config.reconnect_after_reject:
+            self._reply(reply)
+            return
+        # One write, so the client reads the verdict and the reconnect together, as it does
+        # from ckpool; close() flushes what is buffered before the socket goes.
+        self.pool.stats.reconnects_after_reject += 1
+        self.write(_RECONNECT_HERE if self.pool.mute_replies else reply + _RECONNECT_HERE)
+        self.close()
 
     def _credit(self, worker: str, job: Job, block: bool, hash_int: int) -> None:
         stats = self.pool.stats
@@ -648,6 +758,7 @@ class TestPool:
         self.difficulty = self.config.difficulty
         self.version_mask = self.config.version_mask
         self.sessions: list[PoolSession] = []
+        self._issued: set[bytes] = set()  # extranonce1s handed out: what a resume may ask back
         self.current: tuple[Job, bytes] | None = None
         self.silent_jobs = False
         self.mute_replies = False
@@ -749,6 +860,22 @@ class TestPool:
         self._send_job(job, line)
         return job
 
+    def resend_current(self, clean: bool = True) -> Job:
+        """Send the current job again, unchanged but for ``clean_jobs``, to every started
+        connection, as ckpool does after a block update that changed nothing.
+
+        The job keeps its id and fields, and this pool's book is untouched: shares on it
+        (and on earlier jobs still in the book) are accepted as before. Returns the job.
+        """
+        if self.current is None:
+            raise RuntimeError("no current job to resend (start() makes the first)")
+        job, line = self.current
+        params = msgspec.json.decode(line, type=Notify).params
+        again = encode_notify(msgspec.structs.replace(params, clean_jobs=clean))
+        for session in self.started_sessions:
+            session.resend_job(job, again)
+        return job
+
     def set_difficulty(self, difficulty: float) -> Job:
         """New difficulty for every connection, followed by a new job it applies to.
 
@@ -844,9 +971,25 @@ class TestPool:
         with contextlib.suppress(ValueError):
             self.sessions.remove(session)
 
+    def _resumable(self, session_id: str | None) -> bytes | None:
+        """The extranonce1 a returning client asks back with its session id (ckpool's
+        resume: the id is the extranonce1 it was given), if no open connection holds it."""
+        if not session_id or len(session_id) != 2 * EXTRANONCE1_SIZE:
+            return None
+        try:
+            wanted = bytes.fromhex(session_id)
+        except ValueError:
+            return None
+        if wanted not in self._issued or any(s.extranonce1 == wanted and not s.closed for s in self.sessions):
+            return None
+        return wanted
+
     def _new_extranonce1(self) -> bytes:
         """A 4-byte extranonce1 no other connection of this pool ever had (until 2**32)."""
-        return (next(self._extranonce1s) & 0xFFFFFFFF).to_bytes(EXTRANONCE1_SIZE, "big")
+        extranonce1 = (next(self._extranonce1s) & 0xFFFFFFFF).to_bytes(EXTRANONCE1_SIZE, "big")
+        if len(self._issued) < MAX_RECORDED:
+            self._issued.add(extranonce1)
+        return extranonce1
 
     def _pool_rejects(self) -> bool:
         """True for every ``reject_every``-th valid share."""

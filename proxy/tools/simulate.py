@@ -23,6 +23,10 @@ Two modes:
   ``DIFF1 / 2**256`` (about ``2.3e-10``; e.g. ``stratum-proxy pool --difficulty 1e-12``).
   At any higher difficulty the pool rightly answers most of them with error 23.
 
+Some real miners' quirks can be switched on, each by one :class:`SimConfig` field and all
+off by default: cpuminer's (minerd's) keeping of its work when a notify leaves the header
+unchanged, and its ignoring of a ``client.reconnect`` without a host.
+
 Per miner and in total the simulator counts requests sent, replies received (matched by
 request id, unique per connection), unanswered requests (their connection ended first),
 acceptances, rejections by error code, hashes, block candidates, reconnects and submit
@@ -117,6 +121,18 @@ class SimConfig:
     request_timeout: float = 10.0
     record: bool = False
     max_line: int = DEFAULT_MAX_LINE
+
+    # Quirks of real miners, each off by default (the defaults behave like careful firmware).
+    keep_work_if_header_unchanged: bool = False
+    """cpuminer (minerd): a ``mining.notify`` whose header fields (prevhash, coinb1, coinb2,
+    merkle branch, version, nbits, ntime) equal those of the job being worked leaves the
+    work alone, whatever its job id or clean_jobs: shares keep the old job id and the old
+    difficulty (a ``mining.set_difficulty`` since is taken only with the next new work).
+    Counted in ``MinerStats.kept_work``."""
+    ignore_null_reconnect: bool = False
+    """cpuminer: a ``client.reconnect`` whose host is null or empty (ckpool's ``[]``) does
+    nothing at all: the miner stays on this connection and mines on. Counted in
+    ``MinerStats.ignored_reconnects``. A reconnect with a host is followed as usual."""
 
     def __post_init__(self) -> None:
         for name in ("hashrate", "share_rate", "request_timeout"):
@@ -226,6 +242,8 @@ class MinerStats:
     connect_failures: int = 0
     handshake_failures: int = 0
     bad_lines: int = 0
+    kept_work: int = 0  # notifies that left the header unchanged (keep_work_if_header_unchanged)
+    ignored_reconnects: int = 0  # client.reconnect without a host (ignore_null_reconnect)
     rtt: RttStats = field(default_factory=RttStats)
 
     @property
@@ -252,6 +270,8 @@ class MinerStats:
             "connect_failures",
             "handshake_failures",
             "bad_lines",
+            "kept_work",
+            "ignored_reconnects",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rejected.update(other.rejected)
@@ -631,10 +651,15 @@ class SimMiner:
         except JobError:
             self.stats.bad_lines += 1
             return
+        self.stats.jobs += 1
+        if self.config.keep_work_if_header_unchanged and _same_header(self.job, job):
+            # minerd compares the 76 header bytes of the new work with its own and keeps
+            # its work (job id and target included) when they are equal.
+            self.stats.kept_work += 1
+            return
         # Only the newest job is worked, so clean_jobs or not, older work stops here.
         self.job = job
         self.job_difficulty = self._next_difficulty
-        self.stats.jobs += 1
         self._job_changed()
 
     def _on_set_version_mask(self, message: SetVersionMask) -> None:
@@ -659,6 +684,9 @@ class SimMiner:
 
     def _on_reconnect(self, message: Reconnect) -> None:
         p = message.params
+        if self.config.ignore_null_reconnect and not p.host:
+            self.stats.ignored_reconnects += 1  # cpuminer: no host, not a reconnect
+            return
         port = self.port
         if p.port is not None:
             with contextlib.suppress(ValueError):
@@ -792,6 +820,19 @@ class SimMiner:
         for nonce in range(start, start + count):
             self._submit(work, nonce)
         work.nonce = start + count
+
+
+def _same_header(old: Job | None, new: Job) -> bool:
+    """True when ``new`` would give the same 76 header bytes (and coinbase) as ``old``."""
+    return old is not None and (
+        old.prevhash == new.prevhash
+        and old.coinb1 == new.coinb1
+        and old.coinb2 == new.coinb2
+        and old.branch == new.branch
+        and old.version == new.version
+        and old.nbits == new.nbits
+        and old.ntime == new.ntime
+    )
 
 
 def _decode_raw(raw: msgspec.Raw) -> Any:

@@ -215,7 +215,12 @@ class ScriptedMiner:
 
 
 def proxy_config(
-    pool_ports: list[int], extra: str = "", upstream: str = "", **difficulty: float | bool
+    pool_ports: list[int],
+    extra: str = "",
+    upstream: str = "",
+    *,
+    listen: str = "127.0.0.1:0",
+    **difficulty: float | bool,
 ) -> Config:
     """A proxy config on a free loopback port with the given pools in priority order.
 
@@ -230,7 +235,7 @@ def proxy_config(
         f"{k} = {str(v).lower() if isinstance(v, bool) else repr(v)}" for k, v in diff.items()
     )
     text = (
-        f'[server]\nlisten = ["127.0.0.1:0"]\n{extra}\n{pools}\n'
+        f'[server]\nlisten = ["{listen}"]\n{extra}\n{pools}\n'
         f"[upstream]\n{upstream}\n[difficulty]\n{diff_toml}\n{HTTP_TOML}"
     )
     return parse_config(text)

@@ -107,7 +107,8 @@ def test_vardiff_hold_ends_after_its_window() -> None:
     assert vd.difficulty == 8.0 and vd.awaiting_raise
     # Old-difficulty shares keep coming far faster than 8 would give: held during the
     # window, then the work rate alone decides, and it says the miner wants much more.
-    during, after = [], []
+    during: list[float] = []
+    after: list[float] = []
     while now < RAISE_HOLD_WINDOWS * 30.0 + 5:
         now += 0.01
         new = vd.on_share(now, judged=1.0)

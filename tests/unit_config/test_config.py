@@ -260,7 +260,7 @@ def test_wrong_type_table_expected() -> None:
 )
 def test_drain_target_and_wait_are_checked(line: str, reason: str) -> None:
     err = error(f"[server]\n{line}\n" + POOL)
-    assert err.key == f"server.{line.split()[0]}"
+    assert err.key == f"server.{line.split(maxsplit=1)[0]}"
     assert reason in err.message
 
 
