@@ -26,7 +26,7 @@ from proxy.downstream import MinerServer
 from proxy.http import HttpApi
 from proxy.logs import configure_logging
 from proxy.metrics import Metrics
-from proxy.pools import PoolManager
+from proxy.routing.pools import PoolManager
 from proxy.runner import run
 from proxy.stats import StatsRegistry
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
+from typing import Any, Final, TypedDict, cast
 
 import msgspec
 import structlog
@@ -27,6 +27,7 @@ from proxy.config import Config, DifficultyConfig, parse_listen_address
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
+from proxy.routing.ports import Placement
 from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
 from proxy.stratum.codec import (
     TRUE_REPLY,
@@ -60,10 +61,7 @@ from proxy.stratum.messages import (
     SuggestTarget,
 )
 from proxy.stratum.proxyproto import ProxyHeaderError, ProxyHeaderParser, is_trusted
-
-if TYPE_CHECKING:
-    from proxy.pools import PoolManager
-    from proxy.upstream import UpstreamConnection
+from proxy.upstream.channel import Channel
 
 log = structlog.get_logger("proxy.downstream")
 
@@ -105,7 +103,7 @@ class MinerServer:
     def __init__(
         self,
         config: Config,
-        pools: PoolManager,
+        pools: Placement,
         stats: StatsRegistry,
         *,
         clock: Callable[[], float] | None = None,
@@ -264,8 +262,8 @@ class MinerSession(asyncio.Protocol):
         self.workers: set[str] = set()
         self.user_agent = ""
         # Placement on an upstream connection.
-        self.upstream: UpstreamConnection | None = None
-        self.previous_upstream: UpstreamConnection | None = None  # until its jobs are void
+        self.upstream: Channel | None = None
+        self.previous_upstream: Channel | None = None  # until its jobs are void
         self.prefix = b""
         self.extranonce1 = b""
         self.extranonce2_size = 0
@@ -540,9 +538,7 @@ class MinerSession(asyncio.Protocol):
             queue.extend(self._queue or ())
             self._queue = queue
 
-    def attached(
-        self, upstream: UpstreamConnection, prefix: bytes, previous: UpstreamConnection | None = None
-    ) -> None:
+    def attached(self, upstream: Channel, prefix: bytes, previous: Channel | None = None) -> None:
         """Called by the pool manager when this session gets a place on ``upstream``
         (``previous``: the connection it was moved from, whose jobs may still be worked)."""
         self.upstream = upstream
@@ -717,7 +713,7 @@ class MinerSession(asyncio.Protocol):
             stats.counts[_LOW_DIFFICULTY] += 1
         return False
 
-    def _upstream_for(self, validator: ShareValidator) -> UpstreamConnection | None:
+    def _upstream_for(self, validator: ShareValidator) -> Channel | None:
         """The open connection whose job the last checked share solves, if any."""
         upstream = self.upstream
         job = validator.job
@@ -799,6 +795,15 @@ class MinerSession(asyncio.Protocol):
             return None
         self.validator.set_difficulty(new, seq)
         return new if self.mining else None
+
+    @property
+    def wanted_difficulty(self) -> float:
+        """What vardiff would give this miner without the pool's ceiling."""
+        return self.vardiff.wanted
+
+    def detached(self) -> None:
+        """Routing took this miner off its channel (it is gone); a new place follows."""
+        self.upstream = None
 
     def on_version_mask(self) -> None:
         """The pool changed its version mask: tell a rolling miner at once (BIP310)."""

@@ -12,17 +12,37 @@ from __future__ import annotations
 import hmac
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import msgspec
 from aiohttp import web
 
 from proxy import __version__
+from proxy.downstream import MinerServer
 from proxy.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Metrics
-from proxy.stats import WINDOWS
+from proxy.routing.pools import PoolManager
+from proxy.stats import WINDOWS, StatsRegistry
 
-if TYPE_CHECKING:
-    from proxy.app import Proxy
+
+class ProxyView(Protocol):
+    """What the HTTP side reads of the running proxy, and the one thing it asks of it."""
+
+    server: MinerServer
+    pools: PoolManager
+    stats: StatsRegistry
+    started_at: float
+    config_path: str | None
+    last_reload: dict[str, object] | None
+
+    def clock(self) -> float:
+        """The proxy's clock (the event loop's)."""
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the proxy should get new miners, and why not."""
+
+    async def reload(self) -> dict[str, object]:
+        """Re-read and apply the config file."""
+
 
 _JSON = msgspec.json.Encoder()
 
@@ -82,9 +102,9 @@ def _json(payload: object, status: int = 200) -> web.Response:
 
 
 class HttpApi:
-    """The aiohttp application of one running :class:`~proxy.app.Proxy`."""
+    """The aiohttp application of one running proxy."""
 
-    def __init__(self, proxy: Proxy, metrics: Metrics) -> None:
+    def __init__(self, proxy: ProxyView, metrics: Metrics) -> None:
         self.proxy = proxy
         self.metrics = metrics
         self.app = web.Application()

@@ -57,7 +57,7 @@ async def test_half_closed_miner_still_gets_the_pool_verdict() -> None:
         miner.writer.write_eof()  # the miner is done sending, still reading
         pool.unsilence()
         conn = proxy.pools.pools[0].connections[0]
-        conn.flush_pending()  # as the submit timeout would, without waiting for it
+        conn.shares.flush_pending()  # as the submit timeout would, without waiting for it
         assert (await miner.reply("last"))["result"] is True
         assert await miner.closed()
 

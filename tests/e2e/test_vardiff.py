@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import upstream
 from proxy.mining.target import target_from_difficulty
 from proxy.mining.vardiff import SHARES_PER_RETARGET
 from proxy.tools import wait_until
+from proxy.upstream import v1 as upstream
 from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 

@@ -23,15 +23,19 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proxy.mining.job import JobIds
+from proxy.routing.ports import PlacedMiner
 from proxy.stats import WorkerStats
 from proxy.stratum.codec import ShareReply
-from proxy.upstream import PendingShare, UpstreamConnection
+from proxy.upstream.submits import PendingShare
+from proxy.upstream.v1 import UpstreamConnection
 
 if TYPE_CHECKING:
     from proxy.config import Config, PoolConfig
-    from proxy.downstream import MinerSession
 
 log = structlog.get_logger("proxy.pools")
+
+Conn = UpstreamConnection["PoolState"]
+"""A pool connection of this manager."""
 
 DEFAULT_VERSION_MASK = 0x1FFFE000
 """What we offer a miner that configures before any pool has answered: BIP320's bits,
@@ -44,7 +48,7 @@ class PoolState:
     def __init__(self, config: PoolConfig, index: int) -> None:
         self.config = config
         self.index = index
-        self.connections: list[UpstreamConnection] = []
+        self.connections: list[Conn] = []
         self.connecting = 0
         self.backoff = 0.0
         self.retry_at = 0.0
@@ -62,14 +66,14 @@ class PoolState:
         self.session_id: str | None = None  # the pool's id of our last session, for resuming it
         # Shares in flight when a connection was lost, with that connection: sent again on
         # the next one if the pool resumes the session, else answered locally.
-        self.carried: list[tuple[UpstreamConnection, PendingShare]] = []
+        self.carried: list[tuple[Conn, PendingShare]] = []
 
     @property
     def name(self) -> str:
         """The pool's configured name."""
         return self.config.name
 
-    def ready_connections(self) -> list[UpstreamConnection]:
+    def ready_connections(self) -> list[Conn]:
         """Connections that completed their handshake and have a job (none once removed)."""
         if self.removed:
             return []
@@ -92,7 +96,9 @@ class PoolManager:
         self.removed_pools: list[PoolState] = []  # removed by a reload, connections closing
         self.active: PoolState | None = None
         # Miners whose connection died with no other pool ready: moved when one is.
-        self.orphans: set[MinerSession] = set()
+        self.orphans: set[PlacedMiner] = set()
+        # The placement table: every placed miner's channel. Only this class changes it.
+        self._placed: dict[PlacedMiner, Conn] = {}
         self._capacity = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_mask = DEFAULT_VERSION_MASK
@@ -109,7 +115,7 @@ class PoolManager:
         with set_version_mask once it is placed, if that differs."""
         return self._last_mask
 
-    def attach(self, session: MinerSession, preferred: bytes | None = None) -> UpstreamConnection | None:
+    def attach(self, session: PlacedMiner, preferred: bytes | None = None) -> Conn | None:
         """Place a miner on a ready connection of the active pool, if one has room."""
         pool = self.active
         if pool is not None and pool.removed:
@@ -120,14 +126,13 @@ class PoolManager:
             if not conn.allocator.full:
                 prefix = conn.allocator.allocate(preferred)
                 conn.miners.add(session)
+                self._placed[session] = conn
                 session.attached(conn, prefix)
                 return conn
         self._open(pool)  # all full: grow the pool by one connection
         return None
 
-    async def attach_wait(
-        self, session: MinerSession, preferred: bytes | None, timeout: float
-    ) -> UpstreamConnection | None:
+    async def attach_wait(self, session: PlacedMiner, preferred: bytes | None, timeout: float) -> Conn | None:
         """Wait up to ``timeout`` for room on the active pool."""
         deadline = self.clock() + timeout
         while not session.closing:
@@ -142,10 +147,10 @@ class PoolManager:
                 await asyncio.wait_for(self._capacity.wait(), min(remaining, 1.0))
         return None
 
-    def detach(self, session: MinerSession) -> None:
+    def detach(self, session: PlacedMiner) -> None:
         """Free a miner's prefix (disconnect, or before a move)."""
         self.orphans.discard(session)
-        conn = session.upstream
+        conn = self._placed.pop(session, None)
         if conn is None:
             return
         conn.miners.discard(session)
@@ -155,19 +160,24 @@ class PoolManager:
             conn.retire()  # an extra connection nobody uses any more
         self._capacity.set()
 
-    def move(self, session: MinerSession, target: PoolState) -> None:
+    def _miners_of(self, conn: Conn) -> list[PlacedMiner]:
+        """The miners placed on ``conn`` (a scan: only for failover-rare events)."""
+        return [session for session, placed in self._placed.items() if placed is conn]
+
+    def move(self, session: PlacedMiner, target: PoolState) -> None:
         """Move one miner to a connection of ``target`` (failover, failback, relayout)."""
         old_e1, old_size = session.extranonce1, session.extranonce2_size
         old_prefix = session.prefix
-        previous = session.upstream
-        if previous is not None and previous.closing:
+        previous = self._placed.get(session)
+        if previous is not None and (previous.closing or previous.closed):
             previous = None  # its jobs are void: nothing more can go to it
         self.detach(session)
-        session.upstream = None
+        session.detached()
         for conn in target.ready_connections():
             if not conn.allocator.full:
                 prefix = conn.allocator.allocate(old_prefix)
                 conn.miners.add(session)
+                self._placed[session] = conn
                 session.attached(conn, prefix, previous)
                 session.moved(old_e1, old_size)
                 return
@@ -187,7 +197,7 @@ class PoolManager:
     async def _connect(self, pool: PoolState) -> None:
         loop = asyncio.get_running_loop()
         host, port = pool.redirect or (pool.config.host, pool.config.port)
-        conn = UpstreamConnection(self, pool, self.ids, resume_session=pool.session_id)
+        conn = Conn(self, pool, self.ids, resume_session=pool.session_id)
         # Listed before connecting: the handshake can complete before this coroutine resumes.
         pool.connections.append(conn)
         try:
@@ -214,7 +224,7 @@ class PoolManager:
         pool.healthy_since = None
         pool.redirect = None  # a redirect that failed is not tried again: back to the config
 
-    def upstream_ready(self, conn: UpstreamConnection) -> None:
+    def upstream_ready(self, conn: Conn) -> None:
         """A connection finished its handshake and has a job."""
         if conn.retired or conn.closing or conn.state.removed:
             if not conn.closing and not conn.miners:
@@ -233,7 +243,7 @@ class PoolManager:
             self._switch(pool)  # re-home miners left without a connection
         self._capacity.set()
 
-    def upstream_lost(self, conn: UpstreamConnection) -> None:
+    def upstream_lost(self, conn: Conn) -> None:
         """A connection closed: carry its shares in flight, move its miners, back off if
         it never worked."""
         pool = conn.state
@@ -246,29 +256,29 @@ class PoolManager:
             pool.healthy_since = None
         self._rehome(conn)
 
-    def _carry(self, conn: UpstreamConnection) -> None:
+    def _carry(self, conn: Conn) -> None:
         """Keep the shares a connection the pool sent away (``client.reconnect``) still
         owed verdicts for: the next connection may resume its session and take them
         (ckpool keeps its jobs across a reconnect), so the miner hears the pool, not us."""
-        pending = conn.take_pending()
+        pending = conn.shares.take_pending()
         if not pending:
             return
         if self._closing or conn.state.removed or not conn.redirected:
             # A crash or an outage: no prompt resume to wait for, the local verdict now.
             for share in pending:
-                conn.settle(share, None)
+                conn.shares.settle(share, None)
             return
         conn.state.carried.extend((conn, share) for share in pending)
 
-    def _resubmit_carried(self, pool: PoolState, conn: UpstreamConnection) -> None:
+    def _resubmit_carried(self, pool: PoolState, conn: Conn) -> None:
         """A new connection is ready: send it the carried shares if it resumed their
         session, else answer them locally (their work is void at the pool)."""
         carried, pool.carried = pool.carried, []
         for old, share in carried:
-            if conn.same_session_as(old):
-                conn.resubmit(share)
+            if conn.shares.same_session_as(old):
+                conn.shares.resubmit(share)
             else:
-                old.settle(share, None)
+                old.shares.settle(share, None)
 
     def _expire_carried(self, now: float) -> None:
         timeout = self.config.server.submit_timeout
@@ -279,12 +289,12 @@ class PoolManager:
             for old, share in pool.carried:
                 if now - share.sent_at > timeout:
                     self.submit_timed_out(old)
-                    old.settle(share, None)
+                    old.shares.settle(share, None)
                 else:
                     keep.append((old, share))
             pool.carried = keep
 
-    def upstream_leaving(self, conn: UpstreamConnection) -> None:
+    def upstream_leaving(self, conn: Conn) -> None:
         """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
         it were lost; it closes once the shares in flight on it are answered."""
         if not conn.pending:
@@ -292,10 +302,10 @@ class PoolManager:
             return
         self._rehome(conn)
 
-    def _rehome(self, conn: UpstreamConnection) -> None:
+    def _rehome(self, conn: Conn) -> None:
         """Move the miners of a connection that is going away to the best place left."""
         pool = conn.state
-        orphans = list(conn.miners)
+        orphans = self._miners_of(conn)
         conn.miners.clear()
         if not orphans or self._closing:
             return
@@ -306,29 +316,25 @@ class PoolManager:
             if target is not None and target is not self.active:
                 log.warning("failing over", from_pool=pool.name, to_pool=target.name)
                 self.active = target
-        gone = conn.closed or conn.closing
         for session in orphans:
-            if gone or target is None:
-                # Its jobs are void; a connection still open (asked to reconnect) stays
-                # the miner's previous one, so shares on its jobs get the pool's verdict.
-                session.upstream = None
+            # A connection still open (asked to reconnect) stays the miner's previous
+            # one (see move), so shares on its jobs get the pool's verdict.
             if target is None:
+                self.detach(session)
+                session.detached()
                 self.orphans.add(session)
             else:
                 self.move(session, target)
 
-    def relayout(self, conn: UpstreamConnection) -> None:
+    def relayout(self, conn: Conn) -> None:
         """The pool changed the extranonce layout of ``conn``: re-place its miners."""
-        sessions = list(conn.miners)
+        sessions = self._miners_of(conn)
         conn.miners.clear()
         pool = conn.state
         for session in sessions:
-            session.upstream = None
             self.move(session, pool)
 
-    def pool_redirect(
-        self, conn: UpstreamConnection, host: str | None, port: int | str | None, wait: float
-    ) -> None:
+    def pool_redirect(self, conn: Conn, host: str | None, port: int | str | None, wait: float) -> None:
         """``client.reconnect`` from a pool: same host only, unless redirects are allowed."""
         pool = conn.state
         same_host = not host or host == pool.config.host
@@ -355,7 +361,7 @@ class PoolManager:
         self.active = pool
         if old is not None and old is not pool:
             log.warning("active pool", pool=pool.name, previous=old.name)
-            for session in [s for c in old.connections for s in list(c.miners)]:
+            for session in [s for c in old.connections for s in self._miners_of(c)]:
                 self.move(session, pool)
             for conn in old.connections:
                 conn.retire()
@@ -435,11 +441,11 @@ class PoolManager:
                 if not conn.miners:
                     conn.retire()
 
-    def job_received(self, conn: UpstreamConnection) -> None:
+    def job_received(self, conn: Conn) -> None:
         """Count a job from a pool."""
         conn.state.jobs += 1
 
-    def share_settled(self, conn: UpstreamConnection, reply: ShareReply | None, latency: float) -> None:
+    def share_settled(self, conn: Conn, reply: ShareReply | None, latency: float) -> None:
         """Count the pool's verdict on a forwarded share."""
         pool = conn.state
         if reply is None:
@@ -452,16 +458,16 @@ class PoolManager:
         else:
             pool.rejected += 1
 
-    def submit_timed_out(self, conn: UpstreamConnection) -> None:
+    def submit_timed_out(self, conn: Conn) -> None:
         """Count a forwarded share the pool never answered in time."""
         conn.state.timeouts += 1
 
-    def block_candidate(self, conn: UpstreamConnection) -> None:
+    def block_candidate(self, conn: Conn) -> None:
         """A share meeting the network target goes upstream: counted, not logged (on a
         test network nearly every share is one)."""
         conn.state.candidates += 1
 
-    def block_accepted(self, conn: UpstreamConnection, stats: WorkerStats | None, block_hash: int) -> None:
+    def block_accepted(self, conn: Conn, stats: WorkerStats | None, block_hash: int) -> None:
         """The pool accepted a block candidate: a block, logged once."""
         pool = conn.state
         pool.blocks += 1
@@ -491,9 +497,9 @@ class PoolManager:
         for pool in (*self.pools, *self.removed_pools):
             carried, pool.carried = pool.carried, []
             for old, share in carried:
-                old.settle(share, None)
+                old.shares.settle(share, None)
             for conn in list(pool.connections):
-                conn.flush_pending()
+                conn.shares.flush_pending()
                 conn.close()
 
     def snapshot(self) -> list[dict[str, Any]]:

@@ -1,32 +1,32 @@
-"""One connection to a pool: handshake, jobs in, shares out, verdicts back.
+"""The Stratum V1 pool client: one connection to a pool, shared by many miners.
 
 The connection subscribes once for many miners. The pool's extranonce1 (E1) is folded into
 the coinb1 the miners receive, and each miner gets a distinct prefix of the pool's
-extranonce2 as its own extranonce1 (PROTOCOL.md, "Aggregation"): the miner's extranonce1 is
-then independent of the pool, so moving a miner to another pool connection with the same
-layout changes nothing the miner was told at subscribe. When the pool's extranonce2 is too
-small to split, the connection serves one miner, which then sees the pool's E1 unchanged.
+extranonce2 as its own extranonce1: the miner's extranonce1 is then independent of the
+pool, so moving a miner to another pool connection with the same layout changes nothing
+the miner was told at subscribe. When the pool's extranonce2 is too small to split, the
+connection serves one miner, which then sees the pool's E1 unchanged.
 
-Each pool job becomes one proxy job with a process-unique id, encoded once and written to
-every miner on the connection.
+It is an upstream :class:`~proxy.upstream.channel.Channel`: sessions see only that
+surface. Its owner (the routing layer) hears of it through :class:`ChannelOwner`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
 import msgspec
 import structlog
 
 from proxy import __version__
+from proxy.config import Config, PoolConfig
 from proxy.mining.extranonce import ExtranonceAllocator, prefix_size_for
-from proxy.mining.job import Job, JobBook, JobError, JobIds
+from proxy.mining.job import JobBook, JobError, JobIds
 from proxy.mining.share import ShareValidator, Verdict
-from proxy.mining.target import target_from_difficulty
 from proxy.stats import WorkerStats
-from proxy.stratum.codec import LineEncoder, ShareReply, decode_server_line, encode_notify, parse_share_reply
+from proxy.stratum.codec import LineEncoder, ShareReply, decode_server_line, parse_share_reply
 from proxy.stratum.errors import FramingError, LineTooLong, PeerError
 from proxy.stratum.framing import LineFramer
 from proxy.stratum.messages import (
@@ -41,21 +41,14 @@ from proxy.stratum.messages import (
     SetVersionMask,
     ShowMessage,
 )
-
-if TYPE_CHECKING:
-    from proxy.downstream import MinerSession
-    from proxy.pools import PoolManager, PoolState
+from proxy.upstream.channel import MinerLink
+from proxy.upstream.jobs import JobFeed, NewJob
+from proxy.upstream.submits import PendingShare, RequestTable
 
 log = structlog.get_logger("proxy.upstream")
 
 REQUESTED_VERSION_MASK: Final = "ffffffff"
 """Ask the pool for every bit; it grants what it allows."""
-
-_CONFIGURE_ID: Final = 1
-_SUBSCRIBE_ID: Final = 2
-_AUTHORIZE_ID: Final = 3
-_EXTRANONCE_SUBSCRIBE_ID: Final = 4
-_FIRST_SUBMIT_ID: Final = 10
 
 SUGGEST_INTERVAL: Final = 10.0
 """Seconds between looks at whether the pool should be asked for a higher difficulty."""
@@ -68,70 +61,83 @@ SUGGEST_HYSTERESIS: Final = 1.5
 """Only suggest when miners want at least this much more than the pool gives."""
 
 
-class PendingShare:
-    """A forwarded share waiting for the pool's verdict."""
+class PoolHandle(Protocol):
+    """The configured pool a connection belongs to, as the connection needs it."""
 
-    __slots__ = (
-        "attended",
-        "block_hash",
-        "difficulty",
-        "params",
-        "request_id",
-        "sent_at",
-        "session",
-        "stats",
-        "verdict",
-    )
+    @property
+    def config(self) -> PoolConfig:
+        """The pool's configuration."""
 
-    def __init__(
-        self,
-        session: MinerSession,
-        request_id: Any,
-        stats: WorkerStats | None,
-        difficulty: float,
-        verdict: Verdict,
-        sent_at: float,
-        *,
-        attended: bool = True,
-        block_hash: int = 0,
-        params: list[str] | None = None,
+    @property
+    def name(self) -> str:
+        """The pool's configured name."""
+
+
+S = TypeVar("S", bound=PoolHandle)
+
+
+class ChannelOwner(Protocol[S]):
+    """Who a connection reports to: the routing layer, which places miners on channels."""
+
+    config: Config
+
+    def clock(self) -> float:
+        """The current time (the event loop's clock)."""
+
+    def upstream_ready(self, conn: UpstreamConnection[S]) -> None:
+        """The connection finished its handshake and has a job."""
+
+    def upstream_lost(self, conn: UpstreamConnection[S]) -> None:
+        """The connection closed."""
+
+    def upstream_leaving(self, conn: UpstreamConnection[S]) -> None:
+        """The pool asked the connection to reconnect (after this read was handled)."""
+
+    def relayout(self, conn: UpstreamConnection[S]) -> None:
+        """The pool changed the miners' extranonce layout on this connection."""
+
+    def pool_redirect(
+        self, conn: UpstreamConnection[S], host: str | None, port: int | str | None, wait: float
     ) -> None:
-        self.session = session
-        self.request_id = request_id
-        self.stats = stats
-        self.difficulty = difficulty
-        self.verdict = verdict
-        self.sent_at = sent_at
-        # False: the miner was already answered (a candidate below the pool's difficulty);
-        # the pool's verdict only says whether it was a block.
-        self.attended = attended
-        self.block_hash = block_hash  # a block candidate's hash, for the log of a real block
-        # The mining.submit params as sent: the share can be sent again on a new connection
-        # that resumed the same pool session (extranonce1), if this one is lost first.
-        self.params = params or []
+        """``client.reconnect`` from the pool."""
+
+    def job_received(self, conn: UpstreamConnection[S]) -> None:
+        """A job arrived (new or repeated)."""
+
+    def share_settled(self, conn: UpstreamConnection[S], reply: ShareReply | None, latency: float) -> None:
+        """A forwarded share was answered (None: it was not)."""
+
+    def submit_timed_out(self, conn: UpstreamConnection[S]) -> None:
+        """A forwarded share was not answered in time."""
+
+    def block_candidate(self, conn: UpstreamConnection[S]) -> None:
+        """A share meeting the network target went to the pool."""
+
+    def block_accepted(self, conn: UpstreamConnection[S], stats: WorkerStats | None, block_hash: int) -> None:
+        """The pool accepted a block candidate."""
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol, Generic[S]):
     """A Stratum client session to one pool, shared by many miners."""
 
     def __init__(
-        self, manager: PoolManager, state: PoolState, ids: JobIds, *, resume_session: str | None = None
+        self, owner: ChannelOwner[S], state: S, ids: JobIds, *, resume_session: str | None = None
     ) -> None:
-        self.manager = manager
+        self.manager = owner
+        self.state = state  # the configured pool this connection belongs to
+        self.pool = state.config
+        cfg = owner.config
         # The pool's session id of our last connection: offered at subscribe so the pool
         # can give the same extranonce1 back (ckpool does), and shares in flight when the
         # last connection was lost can be sent again here.
         self.resume_session = resume_session
         self.session_id: str | None = None
-        self.state = state  # the configured pool this connection belongs to
-        self.pool = state.config
-        cfg = manager.config
         self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
         self.encoder = LineEncoder()
         self.transport: asyncio.Transport | None = None
         # Lazy, not log.bind(): a reload's new log level and format reach it too.
         self.log: Any = structlog.get_logger("proxy.upstream", pool=state.name)
-        now = manager.clock()
+        now = owner.clock()
         self.started_at = now
         self.last_message = now
         self.last_job = now
@@ -150,27 +156,50 @@ class UpstreamConnection(asyncio.Protocol):
         self._subscribed = False
         self._authorized = False
         self.version_mask = 0
-        self.difficulty = 1.0
-        self.book = JobBook(ids, ntime_window=cfg.server.ntime_window)
-        self.current_notify: NotifyParams | None = None
-        self._pool_notify: NotifyParams | None = None  # the current job as the pool sent it
-        self.current_line: bytes | None = None
-        self._clean_line: bytes | None = None
-        # Set when every job was voided without the pool saying so (our extranonce1
-        # changed): the next job goes to miners with clean_jobs, so none keeps stale work.
-        self._force_clean = False
-        # A pool difficulty change waiting for the next job to carry it to the miners.
-        self._pending_ceiling: float | None = None
+        self.jobs = JobFeed(ids, ntime_window=cfg.server.ntime_window)
+        self.requests = RequestTable()
         self._leave_requested = False  # client.reconnect seen in the read being handled
         self.redirected = False  # the pool sent us away: its session may be resumed
         # Block candidates below the pool's difficulty (test networks only) are sent until
         # the pool refuses one: then it evidently does not take them as blocks.
         self.takes_easy_candidates = True
-        self.miners: set[MinerSession] = set()
-        self._next_id = _FIRST_SUBMIT_ID
-        self.pending: dict[int, PendingShare] = {}
+        self.miners: set[MinerLink] = set()
+        self.shares: ShareForwarder[S] = ShareForwarder(self)
+        # The Channel's submit entry point, bound once: the share path makes one call.
+        self.forward = self.shares.forward
         self.suggested = 0.0
         self._suggest_at = now
+
+    # The Channel surface sessions read.
+
+    @property
+    def book(self) -> JobBook:
+        """The live jobs miners' shares are judged against."""
+        return self.jobs.book
+
+    @property
+    def current_line(self) -> bytes | None:
+        """The current job, encoded once for every miner."""
+        return self.jobs.current_line
+
+    @property
+    def current_notify(self) -> NotifyParams | None:
+        """The current job as miners see it."""
+        return self.jobs.current_notify
+
+    @property
+    def difficulty(self) -> float:
+        """The pool's share difficulty."""
+        return self.jobs.difficulty
+
+    def clean_line(self) -> bytes | None:
+        """The current job with clean_jobs set, for miners just moved here."""
+        return self.jobs.clean_line()
+
+    @property
+    def pending(self) -> dict[int, PendingShare]:
+        """Forwarded shares waiting for the pool's verdict, by our request id."""
+        return self.requests.shares
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -183,26 +212,20 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.started_at = self.manager.clock()  # the handshake timeout starts now
         self.log.info("pool connected", url=f"{self.pool.host}:{self.pool.port}")
-        self._request(
-            _CONFIGURE_ID,
-            "mining.configure",
-            [
-                ["version-rolling"],
-                {"version-rolling.mask": REQUESTED_VERSION_MASK, "version-rolling.min-bit-count": 2},
-            ],
-        )
+        rolling = {"version-rolling.mask": REQUESTED_VERSION_MASK, "version-rolling.min-bit-count": 2}
+        self._request(self._on_configure_result, "mining.configure", [["version-rolling"], rolling])
         agent = f"stratum-proxy/{__version__}"
         resume = [self.resume_session] if self.resume_session else []
-        self._request(_SUBSCRIBE_ID, "mining.subscribe", [agent, *resume])
-        self._request(_AUTHORIZE_ID, "mining.authorize", [self.pool.user, self.pool.password])
+        self._request(self._on_subscribe_result, "mining.subscribe", [agent, *resume])
+        self._request(self._on_authorize_result, "mining.authorize", [self.pool.user, self.pool.password])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Tell the manager, which carries the shares in flight to the next connection
+        """Tell the owner, which carries the shares in flight to the next connection
         (or answers them with their local verdict)."""
         was_ready = self.ready
         self.closed = True
         self.ready = False
-        self.book.void_all()
+        self.jobs.void_all()
         self.log.info("pool disconnected", reason=str(exc) if exc else "closed", was_ready=was_ready)
         self.manager.upstream_lost(self)
 
@@ -241,7 +264,8 @@ class UpstreamConnection(asyncio.Protocol):
         elif isinstance(msg, Notify):
             self._on_notify(msg.params)
         elif isinstance(msg, SetDifficulty):
-            self._on_set_difficulty(msg.params.difficulty)
+            self.jobs.set_difficulty(msg.params.difficulty)
+            self.log.info("pool difficulty", difficulty=msg.params.difficulty)
         elif isinstance(msg, SetVersionMask):
             self._on_set_version_mask(msg.params.mask)
         elif isinstance(msg, SetExtranonce):
@@ -251,23 +275,18 @@ class UpstreamConnection(asyncio.Protocol):
         elif isinstance(msg, ShowMessage):
             self.log.info("pool message", text=msg.params.message[:500])
         elif isinstance(msg, GetVersion):
-            self._send_line(
-                self.encoder.encode({"id": msg.id, "result": f"stratum-proxy/{__version__}", "error": None})
-            )
+            reply = {"id": msg.id, "result": f"stratum-proxy/{__version__}", "error": None}
+            self.send_line(self.encoder.encode(reply))
 
     def _on_response(self, msg: Response) -> None:
         request_id = msg.id
-        if isinstance(request_id, int) and request_id >= _FIRST_SUBMIT_ID:
-            pending = self.pending.pop(request_id, None)
-            if pending is not None:
-                self.settle(pending, parse_share_reply(msg))
+        pending = self.requests.shares.pop(request_id, None) if type(request_id) is int else None
+        if pending is not None:
+            self.shares.settle(pending, parse_share_reply(msg))
             return
-        if request_id == _CONFIGURE_ID:
-            self._on_configure_result(msg)
-        elif request_id == _SUBSCRIBE_ID:
-            self._on_subscribe_result(msg)
-        elif request_id == _AUTHORIZE_ID:
-            self._on_authorize_result(msg)
+        handler = self.requests.reply_handler(request_id)
+        if handler is not None:
+            handler(msg)
 
     def _on_configure_result(self, msg: Response) -> None:
         try:
@@ -305,7 +324,7 @@ class UpstreamConnection(asyncio.Protocol):
         # So the pool may change our extranonce1 without dropping us. Only now: ckpool
         # drops it, unanswered, from a client that is not yet authorized. Pools that do
         # not know the method answer an error, which we ignore.
-        self._request(_EXTRANONCE_SUBSCRIBE_ID, "mining.extranonce.subscribe", [])
+        self._request(None, "mining.extranonce.subscribe", [])
         self._maybe_ready()
 
     def _set_layout(self, extranonce1: bytes, size: int) -> None:
@@ -335,89 +354,34 @@ class UpstreamConnection(asyncio.Protocol):
         self.close()
 
     def _on_notify(self, params: NotifyParams) -> None:
-        now = self.manager.clock()
         if not self._subscribed:
             return  # jobs before the subscribe result cannot be folded yet; the pool resends
-        repeated = self.book.current if self._same_as_current(params) else None
-        if repeated is not None:
-            if self._pending_ceiling is None:
-                self._repeat_current(repeated, params, now)
-                return
-            # A difficulty change rides on it: it goes out under a new id, but the old id
-            # (the same work, renamed upstream like the new one) stays valid.
-            repeated.upstream_job_id = params.job_id
-            self.book.void_others(repeated)
-            params = msgspec.structs.replace(params, clean_jobs=False)
-        job_id, seq = self.book.ids.take()
+        now = self.manager.clock()
         try:
-            job = Job.from_fields(
-                params,
-                job_id=job_id,
-                seq=seq,
-                created=now,
-                upstream_target=self.book.upstream_target,
-                coinb1_suffix=self.extranonce1 if self.fold else b"",
-            )
+            new = self.jobs.take(params, now, self.extranonce1 if self.fold else b"")
         except JobError as exc:
             self.log.warning("pool sent a malformed job", error=str(exc))
             return
-        if repeated is not None:
-            job.seen = repeated.seen  # one header: a share is a duplicate under either id
-        self.book.add(job)
-        self._pool_notify = params
-        coinb1 = params.coinb1 + self.extranonce1.hex() if self.fold else params.coinb1
-        clean = params.clean_jobs or self._force_clean
-        self._force_clean = False
-        downstream = msgspec.structs.replace(params, job_id=job_id, coinb1=coinb1, clean_jobs=clean)
-        line = encode_notify(downstream)
-        self.current_notify = downstream
-        self.current_line = line
-        self._clean_line = line if clean else None
         self.last_job = now
         self.manager.job_received(self)
-        self.log.debug("job", job_id=job_id, pool_job_id=params.job_id, clean=clean)
-        ceiling, self._pending_ceiling = self._pending_ceiling, None
-        if ceiling is not None:
-            self._broadcast_with_ceiling(ceiling, seq, line, now)
-        else:
-            for session in self.miners:
-                session.send_job(line)
+        if new is None:
+            self.log.debug("job repeated", pool_job_id=params.job_id)
+            return
+        self.log.debug("job", job_id=new.job_id, pool_job_id=params.job_id, clean=new.clean)
+        self._broadcast(new, now)
         self._maybe_ready()
 
-    def _same_as_current(self, params: NotifyParams) -> bool:
-        """True when the pool re-sent its current job unchanged (ckpool does, with
-        clean_jobs, e.g. after a restart); its own job id may differ.
-
-        Issuing it as a clean job under a new id would void the old id, while miners that
-        keep their work when the header is unchanged (cpuminer) go on submitting the old
-        id: every share "Job not found". So the old id stays valid.
-        """
-        previous = self._pool_notify
-        if previous is None or self.book.current is None or self._force_clean:
-            return False
-        return (
-            msgspec.structs.replace(params, job_id=previous.job_id, clean_jobs=previous.clean_jobs)
-            == previous
-        )
-
-    def _repeat_current(self, current: Job, params: NotifyParams, now: float) -> None:
-        """Nothing new for the miners: shares on the current job go up under the pool's
-        (possibly new) id from now on; a clean resend still voids every other job."""
-        current.upstream_job_id = params.job_id
-        if params.clean_jobs:
-            self.book.void_others(current)
-        self._pool_notify = params
-        self.last_job = now
-        self.manager.job_received(self)
-        self.log.debug("job repeated", job_id=current.job_id, pool_job_id=params.job_id)
-
-    def _broadcast_with_ceiling(self, ceiling: float, seq: int, line: bytes, now: float) -> None:
-        """Send a job that carries a new pool difficulty: each miner whose difficulty must
-        change gets ``set_difficulty`` first (encoded once per distinct value), then the
-        same job line as everyone else, so the change takes effect with this job."""
+    def _broadcast(self, new: NewJob, now: float) -> None:
+        """Send a job to every miner. One that carries a new pool difficulty goes to each
+        miner whose difficulty must change after a ``set_difficulty`` (encoded once per
+        distinct value), so the change takes effect with this job."""
+        if new.ceiling is None:
+            for session in self.miners:
+                session.send_job(new.line)
+            return
         encoded: dict[float, bytes] = {}
         for session in list(self.miners):
-            difficulty = session.clamp_to_pool(ceiling, seq, now)
+            difficulty = session.clamp_to_pool(new.ceiling, new.seq, now)
             if difficulty is not None:
                 prefix = encoded.get(difficulty)
                 if prefix is None:
@@ -425,21 +389,7 @@ class UpstreamConnection(asyncio.Protocol):
                         SetDifficulty(params=SetDifficultyParams(difficulty))
                     )
                 session.send_job(prefix)
-            session.send_job(line)
-
-    def clean_line(self) -> bytes | None:
-        """The current job with clean_jobs set, for miners just moved here (encoded once)."""
-        if self._clean_line is None and self.current_notify is not None:
-            self._clean_line = encode_notify(msgspec.structs.replace(self.current_notify, clean_jobs=True))
-        return self._clean_line
-
-    def _on_set_difficulty(self, difficulty: float) -> None:
-        # Like a miner, the pool applies a new difficulty to its next job; so do we: the
-        # miners are clamped when that job arrives, in one broadcast (see _on_notify).
-        self.difficulty = difficulty
-        self.book.upstream_target = target_from_difficulty(difficulty)
-        self._pending_ceiling = difficulty
-        self.log.info("pool difficulty", difficulty=difficulty)
+            session.send_job(new.line)
 
     def _on_set_version_mask(self, mask_hex: str) -> None:
         try:
@@ -460,9 +410,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.log.warning("pool sent an unusable mining.set_extranonce; closing", problem=problem)
             self.close()
             return
-        self.book.void_all()  # coinb1 of every job had the old E1 folded in
-        self.current_notify = self.current_line = self._clean_line = self._pool_notify = None
-        self._force_clean = True
+        self.jobs.void_all(force_clean=True)  # coinb1 of every job had the old E1 folded in
         self.extranonce1 = e1
         prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
         if (
@@ -484,126 +432,13 @@ class UpstreamConnection(asyncio.Protocol):
         self._leave_requested = True
         self.redirected = True
 
-    # ------------------------------------------------------------------ shares
-
-    def forward(
-        self,
-        session: MinerSession,
-        request_id: Any,
-        stats: WorkerStats | None,
-        validator: ShareValidator,
-        verdict: Verdict,
-        *,
-        attended: bool = True,
-    ) -> None:
-        """Submit a share that meets the pool's target (or is a block) upstream.
-
-        ``verdict`` is the local one: accepted upstream, a block candidate, or (a candidate
-        below the miner's own target, test networks only) low difficulty.
-        ``attended``: the miner waits for the pool's verdict (else it was answered already).
-        """
-        job = validator.job
-        assert job is not None
-        submit_id = self._take_id()
-        params = [
-            self.pool.user,
-            job.base.upstream_job_id,  # the base: a pool's repeat may rename the job
-            (session.prefix + validator.extranonce2).hex() if self.fold else validator.extranonce2.hex(),
-            f"{validator.ntime:08x}",
-            f"{validator.nonce:08x}",
-        ]
-        if self.version_mask:
-            params.append(f"{validator.version & self.version_mask:08x}")
-        now = self.manager.clock()
-        block_hash = 0
-        if verdict is Verdict.BLOCK_CANDIDATE or verdict is Verdict.LOW_DIFFICULTY:  # both: candidates
-            block_hash = validator.hash_int
-            self.manager.block_candidate(self)
-        self.pending[submit_id] = PendingShare(
-            session,
-            request_id,
-            stats,
-            validator.difficulty,
-            verdict,
-            now,
-            attended=attended,
-            block_hash=block_hash,
-            params=params,
-        )
-        self._send_line(self.encoder.encode({"id": submit_id, "method": "mining.submit", "params": params}))
-
-    def resubmit(self, pending: PendingShare) -> None:
-        """Send again a share that was in flight on a lost connection of the same pool
-        session (same extranonce1): it gets the pool's verdict after all. Its timeout
-        still runs from the first send."""
-        submit_id = self._take_id()
-        self.pending[submit_id] = pending
-        line = {"id": submit_id, "method": "mining.submit", "params": pending.params}
-        self._send_line(self.encoder.encode(line))
-
-    def same_session_as(self, other: UpstreamConnection) -> bool:
-        """True when shares built for ``other`` are valid here: the pool resumed the
-        session (same extranonce1 and layout)."""
-        return (
-            self.extranonce1 == other.extranonce1
-            and self.extranonce2_size == other.extranonce2_size
-            and self.fold == other.fold
-        )
-
-    def take_pending(self) -> list[PendingShare]:
-        """Hand over every share still waiting for a verdict (the connection is gone)."""
-        pending, self.pending = self.pending, {}
-        return list(pending.values())
-
-    def settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
-        """Answer a forwarded share: the pool's verdict, or None (the local one)."""
-        now = self.manager.clock()
-        self.manager.share_settled(self, reply, now - pending.sent_at)
-        if pending.block_hash and reply is not None:
-            self._candidate_settled(pending, reply)
-        if not pending.attended:
-            return
-        pending.session.pending_forwards -= 1
-        if not pending.session.closed:
-            pending.session.answer_forwarded(
-                pending.request_id, pending.stats, pending.difficulty, reply, pending.verdict
-            )
-
-    def _candidate_settled(self, pending: PendingShare, reply: ShareReply) -> None:
-        """The pool's word on a block candidate: a block is counted only when it accepts.
-
-        A candidate below the pool's difficulty that the pool refuses shows a network
-        easier than the pool (regtest, testnet): such candidates are not blocks to this
-        pool, and sending more of them only earns the connection the pool's penalties
-        (ckpool answers "Above target" and then refuses the connection for a while).
-        """
-        if reply.accepted:
-            if pending.stats is not None:
-                pending.stats.blocks += 1
-            self.manager.block_accepted(self, pending.stats, pending.block_hash)
-        elif self.takes_easy_candidates and reply.code != 21 and _below_pool(pending):
-            self.takes_easy_candidates = False
-            self.log.warning(
-                "pool refuses block candidates below its share difficulty (a test network?);"
-                " no more are sent on this connection",
-                reason=reply.message,
-            )
-
-    def flush_pending(self) -> None:
-        """Answer every share in flight with its local verdict (connection lost, shutdown)."""
-        pending, self.pending = self.pending, {}
-        for share in pending.values():
-            self.settle(share, None)
-
     # ------------------------------------------------------------------ housekeeping
 
     def sweep(self, now: float) -> None:
         """Submit timeouts, handshake timeout and pool silence."""
-        timeout = self.manager.config.server.submit_timeout
-        expired = [key for key, share in self.pending.items() if now - share.sent_at > timeout]
-        for key in expired:
+        for share in self.requests.expired(now, self.manager.config.server.submit_timeout):
             self.manager.submit_timed_out(self)
-            self.settle(self.pending.pop(key), None)
+            self.shares.settle(share, None)
         upstream = self.manager.config.upstream
         connected = self.transport is not None  # the connect has a timeout of its own
         if (
@@ -632,21 +467,19 @@ class UpstreamConnection(asyncio.Protocol):
         """
         if not self.manager.config.upstream.suggest_difficulty or not self.miners:
             return
-        wanted = suggestion(max(session.vardiff.wanted for session in self.miners))
+        wanted = suggestion(max(session.wanted_difficulty for session in self.miners))
         if wanted > self.difficulty * SUGGEST_HYSTERESIS and wanted != self.suggested:
             self.suggested = wanted
             self.log.info("suggesting difficulty to pool", difficulty=wanted, current=self.difficulty)
-            self._request(self._take_id(), "mining.suggest_difficulty", [wanted])
+            self._request(None, "mining.suggest_difficulty", [wanted])
 
-    def _take_id(self) -> int:
-        request_id = self._next_id
-        self._next_id = request_id + 1
-        return request_id
+    def _request(self, handler: Any, method: str, params: list[Any]) -> None:
+        """Send a request; its reply goes to ``handler`` (None: the reply is not needed)."""
+        request_id = self.requests.take() if handler is None else self.requests.expect(handler)
+        self.send_line(self.encoder.encode({"id": request_id, "method": method, "params": params}))
 
-    def _request(self, request_id: int, method: str, params: list[Any]) -> None:
-        self._send_line(self.encoder.encode({"id": request_id, "method": method, "params": params}))
-
-    def _send_line(self, line: bytes) -> None:
+    def send_line(self, line: bytes) -> None:
+        """Write a line to the pool (dropped once the connection is closed)."""
         if self.transport is not None and not self.closed:
             self.transport.write(line)
 
@@ -670,6 +503,116 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.close()
 
 
+class ShareForwarder(Generic[S]):
+    """The submit path of one connection: shares out, verdicts back to their miners."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: UpstreamConnection[S]) -> None:
+        self.conn = conn
+
+    def forward(
+        self,
+        session: MinerLink,
+        request_id: Any,
+        stats: WorkerStats | None,
+        validator: ShareValidator,
+        verdict: Verdict,
+        *,
+        attended: bool = True,
+    ) -> None:
+        """Submit a share that meets the pool's target (or is a block) upstream.
+
+        ``verdict`` is the local one: accepted upstream, a block candidate, or (a candidate
+        below the miner's own target, test networks only) low difficulty.
+        ``attended``: the miner waits for the pool's verdict (else it was answered already).
+        """
+        job = validator.job
+        assert job is not None
+        en2 = session.prefix + validator.extranonce2 if self.conn.fold else validator.extranonce2
+        # The base job's id: a pool's repeat may have renamed the job.
+        params = [self.conn.pool.user, job.base.upstream_job_id, en2.hex(), f"{validator.ntime:08x}"]
+        params.append(f"{validator.nonce:08x}")
+        if self.conn.version_mask:
+            params.append(f"{validator.version & self.conn.version_mask:08x}")
+        block_hash = 0
+        if verdict is Verdict.BLOCK_CANDIDATE or verdict is Verdict.LOW_DIFFICULTY:  # both: candidates
+            block_hash = validator.hash_int
+            self.conn.manager.block_candidate(self.conn)
+        share = PendingShare(
+            session,
+            request_id,
+            stats,
+            validator.difficulty,
+            verdict,
+            self.conn.manager.clock(),
+            attended=attended,
+            block_hash=block_hash,
+            params=params,
+        )
+        self.resubmit(share)
+
+    def resubmit(self, pending: PendingShare) -> None:
+        """Send a share: new, or in flight on a lost connection of the same pool session
+        (same extranonce1), which then gets the pool's verdict after all. Its timeout runs
+        from the first send."""
+        submit_id = self.conn.requests.share(pending)
+        self.conn.send_line(
+            self.conn.encoder.encode({"id": submit_id, "method": "mining.submit", "params": pending.params})
+        )
+
+    def same_session_as(self, other: UpstreamConnection[S]) -> bool:
+        """True when shares built for ``other`` are valid here: the pool resumed the
+        session (same extranonce1 and layout)."""
+        return (
+            self.conn.extranonce1 == other.extranonce1
+            and self.conn.extranonce2_size == other.extranonce2_size
+            and self.conn.fold == other.fold
+        )
+
+    def take_pending(self) -> list[PendingShare]:
+        """Hand over every share still waiting for a verdict (the connection is gone)."""
+        return self.conn.requests.take_shares()
+
+    def settle(self, pending: PendingShare, reply: ShareReply | None) -> None:
+        """Answer a forwarded share: the pool's verdict, or None (the local one)."""
+        self.conn.manager.share_settled(self.conn, reply, self.conn.manager.clock() - pending.sent_at)
+        if pending.block_hash and reply is not None:
+            self._candidate_settled(pending, reply)
+        if not pending.attended:
+            return
+        pending.session.pending_forwards -= 1
+        if not pending.session.closed:
+            pending.session.answer_forwarded(
+                pending.request_id, pending.stats, pending.difficulty, reply, pending.verdict
+            )
+
+    def _candidate_settled(self, pending: PendingShare, reply: ShareReply) -> None:
+        """The pool's word on a block candidate: a block is counted only when it accepts.
+
+        A candidate below the pool's difficulty that the pool refuses shows a network
+        easier than the pool (regtest, testnet): such candidates are not blocks to this
+        pool, and sending more of them only earns the connection the pool's penalties
+        (ckpool answers "Above target" and then refuses the connection for a while).
+        """
+        if reply.accepted:
+            if pending.stats is not None:
+                pending.stats.blocks += 1
+            self.conn.manager.block_accepted(self.conn, pending.stats, pending.block_hash)
+        elif self.conn.takes_easy_candidates and reply.code != 21 and pending.below_pool:
+            self.conn.takes_easy_candidates = False
+            self.conn.log.warning(
+                "pool refuses block candidates below its share difficulty (a test network?);"
+                " no more are sent on this connection",
+                reason=reply.message,
+            )
+
+    def flush_pending(self) -> None:
+        """Answer every share in flight with its local verdict (shutdown)."""
+        for share in self.conn.requests.take_shares():
+            self.settle(share, None)
+
+
 def _notify_session_id(subscriptions: object) -> str | None:
     """The session id of a subscribe result's ``mining.notify`` entry, if it has one."""
     if not isinstance(subscriptions, list):
@@ -680,11 +623,6 @@ def _notify_session_id(subscriptions: object) -> str | None:
             if isinstance(sid, str) and 0 < len(sid) <= 64:
                 return sid
     return None
-
-
-def _below_pool(pending: PendingShare) -> bool:
-    """True for a block candidate that missed the pool's difficulty (see ``forward``)."""
-    return not pending.attended or pending.verdict is Verdict.LOW_DIFFICULTY
 
 
 def suggestion(wanted: float) -> float | int:
