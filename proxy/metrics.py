@@ -35,7 +35,8 @@ from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
 
 if TYPE_CHECKING:
     from proxy.downstream import MinerServer
-    from proxy.routing.pools import PoolManager, PoolState
+    from proxy.routing.pools import PoolManager
+    from proxy.routing.state import PoolState
 
 # No *_created series next to every counter and histogram: they double the series count
 # and no dashboard or alert of ours reads them.

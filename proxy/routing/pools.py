@@ -15,74 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from proxy.mining.job import JobIds
+from proxy.routing import policy
+from proxy.routing.connector import PoolConnector
+from proxy.routing.policy import PoolHealth
 from proxy.routing.ports import PlacedMiner
-from proxy.stats import WorkerStats
+from proxy.routing.state import Conn, PoolState, rebuild_pools
 from proxy.stratum.codec import ShareReply
-from proxy.upstream.submits import PendingShare
-from proxy.upstream.v1 import UpstreamConnection
 
 if TYPE_CHECKING:
-    from proxy.config import Config, PoolConfig
+    from proxy.config import Config
 
 log = structlog.get_logger("proxy.pools")
-
-Conn = UpstreamConnection["PoolState"]
-"""A pool connection of this manager."""
 
 DEFAULT_VERSION_MASK = 0x1FFFE000
 """What we offer a miner that configures before any pool has answered: BIP320's bits,
 which every pool that rolls grants. Corrected with set_version_mask if the pool differs."""
-
-
-class PoolState:
-    """One configured pool: its connections, health and reconnect backoff."""
-
-    def __init__(self, config: PoolConfig, index: int) -> None:
-        self.config = config
-        self.index = index
-        self.connections: list[Conn] = []
-        self.connecting = 0
-        self.backoff = 0.0
-        self.retry_at = 0.0
-        self.healthy_since: float | None = None
-        self.redirect: tuple[str, int] | None = None
-        self.accepted = 0
-        self.rejected = 0
-        self.blocks = 0  # block candidates the pool accepted
-        self.candidates = 0  # shares meeting the network target sent to the pool
-        self.jobs = 0
-        self.timeouts = 0
-        self.latency = 0.0  # seconds the last forwarded share took to be answered
-        self.removed = False  # dropped from the config by a reload; miners leave it
-        self.latency_metric: Any = None  # its submit-latency histogram child, looked up once
-        self.session_id: str | None = None  # the pool's id of our last session, for resuming it
-        # Shares in flight when a connection was lost, with that connection: sent again on
-        # the next one if the pool resumes the session, else answered locally.
-        self.carried: list[tuple[Conn, PendingShare]] = []
-
-    @property
-    def name(self) -> str:
-        """The pool's configured name."""
-        return self.config.name
-
-    def ready_connections(self) -> list[Conn]:
-        """Connections that completed their handshake and have a job (none once removed)."""
-        if self.removed:
-            return []
-        return [c for c in self.connections if c.ready and not c.retired]
-
-    @property
-    def is_ready(self) -> bool:
-        """True when at least one connection is ready (a removed pool never is)."""
-        return bool(self.ready_connections())
 
 
 class PoolManager:
@@ -100,7 +53,7 @@ class PoolManager:
         # The placement table: every placed miner's channel. Only this class changes it.
         self._placed: dict[PlacedMiner, Conn] = {}
         self._capacity = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.connector = PoolConnector(self, self.ids, self.clock)
         self._last_mask = DEFAULT_VERSION_MASK
         self._closing = False
         # Told the pool and the seconds of every verdict on a forwarded share (metrics).
@@ -129,7 +82,7 @@ class PoolManager:
                 self._placed[session] = conn
                 session.attached(conn, prefix)
                 return conn
-        self._open(pool)  # all full: grow the pool by one connection
+        self.connector.open(pool)  # all full: grow the pool by one connection
         return None
 
     async def attach_wait(self, session: PlacedMiner, preferred: bytes | None, timeout: float) -> Conn | None:
@@ -181,48 +134,10 @@ class PoolManager:
                 session.attached(conn, prefix, previous)
                 session.moved(old_e1, old_size)
                 return
-        self._open(target)
+        self.connector.open(target)
         session.reconnect()  # no room right now: the miner comes back to a fresh slot
 
     # ------------------------------------------------------------------ connections
-
-    def _open(self, pool: PoolState) -> None:
-        if self._closing or pool.removed or pool.connecting or self.clock() < pool.retry_at:
-            return
-        pool.connecting += 1
-        task = asyncio.get_running_loop().create_task(self._connect(pool))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _connect(self, pool: PoolState) -> None:
-        loop = asyncio.get_running_loop()
-        host, port = pool.redirect or (pool.config.host, pool.config.port)
-        conn = Conn(self, pool, self.ids, resume_session=pool.session_id)
-        # Listed before connecting: the handshake can complete before this coroutine resumes.
-        pool.connections.append(conn)
-        try:
-            # Certificate and host name verification stay on: create_default_context().
-            context = ssl.create_default_context(cafile=pool.config.ca_file) if pool.config.tls else None
-            await asyncio.wait_for(
-                loop.create_connection(lambda: conn, host, port, ssl=context),
-                self.config.upstream.connect_timeout,
-            )
-        except Exception as exc:
-            conn.close()
-            if conn in pool.connections:
-                pool.connections.remove(conn)
-            log.warning("pool connect failed", pool=pool.name, error=str(exc) or type(exc).__name__)
-            self._failed(pool)
-        finally:
-            pool.connecting -= 1
-
-    def _failed(self, pool: PoolState) -> None:
-        upstream = self.config.upstream
-        pool.backoff = min(max(pool.backoff * 2, upstream.backoff_initial), upstream.backoff_max)
-        # Jitter spreads reconnects of many proxies after a pool outage.
-        pool.retry_at = self.clock() + pool.backoff * random.uniform(0.5, 1.5)
-        pool.healthy_since = None
-        pool.redirect = None  # a redirect that failed is not tried again: back to the config
 
     def upstream_ready(self, conn: Conn) -> None:
         """A connection finished its handshake and has a job."""
@@ -233,7 +148,7 @@ class PoolManager:
         pool = conn.state
         pool.backoff = 0.0
         pool.session_id = conn.session_id or pool.session_id
-        self._resubmit_carried(pool, conn)
+        pool.resubmit_carried(conn)
         self._last_mask = conn.version_mask
         if pool.healthy_since is None:
             pool.healthy_since = self.clock()
@@ -251,7 +166,7 @@ class PoolManager:
         if conn in pool.connections:
             pool.connections.remove(conn)
         if not conn.retired and not self._closing and not pool.removed:
-            self._failed(pool)
+            self.connector.failed(pool)
         if not pool.is_ready:
             pool.healthy_since = None
         self._rehome(conn)
@@ -269,30 +184,6 @@ class PoolManager:
                 conn.shares.settle(share, None)
             return
         conn.state.carried.extend((conn, share) for share in pending)
-
-    def _resubmit_carried(self, pool: PoolState, conn: Conn) -> None:
-        """A new connection is ready: send it the carried shares if it resumed their
-        session, else answer them locally (their work is void at the pool)."""
-        carried, pool.carried = pool.carried, []
-        for old, share in carried:
-            if conn.shares.same_session_as(old):
-                conn.shares.resubmit(share)
-            else:
-                old.shares.settle(share, None)
-
-    def _expire_carried(self, now: float) -> None:
-        timeout = self.config.server.submit_timeout
-        for pool in (*self.pools, *self.removed_pools):
-            if not pool.carried:
-                continue
-            keep = []
-            for old, share in pool.carried:
-                if now - share.sent_at > timeout:
-                    self.submit_timed_out(old)
-                    old.shares.settle(share, None)
-                else:
-                    keep.append((old, share))
-            pool.carried = keep
 
     def upstream_leaving(self, conn: Conn) -> None:
         """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
@@ -337,24 +228,20 @@ class PoolManager:
     def pool_redirect(self, conn: Conn, host: str | None, port: int | str | None, wait: float) -> None:
         """``client.reconnect`` from a pool: same host only, unless redirects are allowed."""
         pool = conn.state
-        same_host = not host or host == pool.config.host
-        if not same_host and not self.config.upstream.allow_redirect:
-            # A pool must not be able to send the farm's hashrate elsewhere on its own.
+        home = (pool.config.host, pool.config.port)
+        pool.redirect = policy.redirect_target(
+            home, host, port, allow_other_hosts=self.config.upstream.allow_redirect
+        )
+        if pool.redirect is None and host and host != home[0]:
             log.warning("ignoring pool redirect to another host", pool=pool.name, host=host)
-            pool.redirect = None
-        else:
-            try:
-                new_port = int(port) if port is not None else pool.config.port
-            except ValueError:
-                new_port = pool.config.port
-            pool.redirect = (host or pool.config.host, new_port)
-        pool.retry_at = self.clock() + min(max(wait, 0.0), 300.0)
+        pool.retry_at = self.clock() + policy.redirect_wait(wait)
         conn.retire()  # not a failure: no backoff
 
     # ------------------------------------------------------------------ selection
 
     def _best_ready(self) -> PoolState | None:
-        return next((p for p in self.pools if p.is_ready), None)
+        best = policy.best_ready(self._health()[0])
+        return None if best is None else self.pools[best]
 
     def _switch(self, pool: PoolState) -> None:
         old = self.active
@@ -380,20 +267,10 @@ class PoolManager:
         allows, shares in flight answered). Timeouts and backoff are read from
         ``self.config`` as they are used, so they apply from the next use on.
         """
-        by_name = {p.name: p for p in self.pools}
-        pools: list[PoolState] = []
-        for index, pool_config in enumerate(config.pools):
-            state = by_name.pop(pool_config.name, None)
-            if state is not None and state.config != pool_config:
-                by_name[f"{pool_config.name} (before reload)"] = state
-                state = None
-            if state is None:
-                state = PoolState(pool_config, index)
-            state.index = index
-            pools.append(state)
+        pools, removed = rebuild_pools(self.pools, config.pools)
         self.config = config
         self.pools = pools
-        for state in by_name.values():
+        for state in removed:
             state.removed = True
             self.removed_pools.append(state)
             if state is not self.active:
@@ -405,7 +282,8 @@ class PoolManager:
     def tick(self) -> None:
         """Periodic: timeouts, failback to a better pool, keep connections open."""
         now = self.clock()
-        self._expire_carried(now)
+        for pool in (*self.pools, *self.removed_pools):
+            pool.expire_carried(now, self.config.server.submit_timeout)
         self.removed_pools = [p for p in self.removed_pools if p.connections or p.carried]
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
@@ -413,70 +291,39 @@ class PoolManager:
         self._failback(now)
         self._maintain()
 
-    def _failback(self, now: float) -> None:
+    def _health(self) -> tuple[list[PoolHealth], int | None]:
+        """What the policy decides from: each pool's health, and the active one's index."""
+        health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in self.pools]
         active = self.active
-        if active is not None and not active.is_ready:
-            best = self._best_ready()
-            if best is not None:
-                self._switch(best)
-            return
-        hold = self.config.upstream.primary_hold
-        for pool in self.pools:
-            if active is not None and pool.index >= active.index:
-                return
-            if pool.is_ready and pool.healthy_since is not None and now - pool.healthy_since >= hold:
-                self._switch(pool)
-                return
+        return health, (active.index if active is not None and active in self.pools else None)
+
+    def _failback(self, now: float) -> None:
+        """Carry out the policy's choice of active pool (failover and failback)."""
+        health, active = self._health()
+        chosen = policy.choose_active(health, active, now, self.config.upstream.primary_hold)
+        if chosen is not None and self.pools[chosen] is not self.active:
+            self._switch(self.pools[chosen])
 
     def _maintain(self) -> None:
-        """Keep one connection to the active pool and to every pool of higher priority."""
+        """Keep the connections the policy wants open, retire idle ones it does not."""
         if self._closing:
             return
-        limit = self.active.index if self.active is not None and self.active.is_ready else len(self.pools) - 1
-        for pool in self.pools[: limit + 1]:
+        health, active = self._health()
+        count = policy.keep_open(health, active)
+        for pool in self.pools[:count]:
             if not any(not c.retired for c in pool.connections):
-                self._open(pool)
-        for pool in self.pools[limit + 1 :]:
+                self.connector.open(pool)
+        for pool in self.pools[count:]:
             for conn in pool.connections:
                 if not conn.miners:
                     conn.retire()
 
-    def job_received(self, conn: Conn) -> None:
-        """Count a job from a pool."""
-        conn.state.jobs += 1
-
     def share_settled(self, conn: Conn, reply: ShareReply | None, latency: float) -> None:
         """Count the pool's verdict on a forwarded share."""
-        pool = conn.state
-        if reply is None:
-            return
-        pool.latency = latency
-        if self.on_settle is not None:
-            self.on_settle(pool, latency)
-        if reply.accepted:
-            pool.accepted += 1
-        else:
-            pool.rejected += 1
-
-    def submit_timed_out(self, conn: Conn) -> None:
-        """Count a forwarded share the pool never answered in time."""
-        conn.state.timeouts += 1
-
-    def block_candidate(self, conn: Conn) -> None:
-        """A share meeting the network target goes upstream: counted, not logged (on a
-        test network nearly every share is one)."""
-        conn.state.candidates += 1
-
-    def block_accepted(self, conn: Conn, stats: WorkerStats | None, block_hash: int) -> None:
-        """The pool accepted a block candidate: a block, logged once."""
-        pool = conn.state
-        pool.blocks += 1
-        log.warning(
-            "block found",
-            pool=pool.name,
-            worker=stats.name if stats is not None else "?",
-            hash=block_hash.to_bytes(32, "big").hex(),
-        )
+        if reply is not None:
+            conn.state.count_verdict(reply.accepted, latency)
+            if self.on_settle is not None:
+                self.on_settle(conn.state, latency)
 
     async def run(self, interval: float = 0.5) -> None:
         """The manager's loop: connect, then tick until cancelled."""
@@ -492,28 +339,9 @@ class PoolManager:
     def close(self) -> None:
         """Shutdown: answer every forwarded share in flight, close every connection."""
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
+        self.connector.close()
         for pool in (*self.pools, *self.removed_pools):
-            carried, pool.carried = pool.carried, []
-            for old, share in carried:
-                old.shares.settle(share, None)
+            pool.flush_carried()
             for conn in list(pool.connections):
                 conn.shares.flush_pending()
                 conn.close()
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Per-pool state for logs and the API."""
-        return [
-            {
-                "name": p.name,
-                "active": p is self.active,
-                "ready": p.is_ready,
-                "connections": len(p.connections),
-                "miners": sum(len(c.miners) for c in p.connections),
-                "accepted": p.accepted,
-                "rejected": p.rejected,
-                "blocks": p.blocks,
-            }
-            for p in self.pools
-        ]

@@ -72,6 +72,18 @@ class PoolHandle(Protocol):
     def name(self) -> str:
         """The pool's configured name."""
 
+    def job_received(self) -> None:
+        """A job arrived (new or repeated)."""
+
+    def submit_timed_out(self) -> None:
+        """A forwarded share was not answered in time."""
+
+    def block_candidate(self) -> None:
+        """A share meeting the network target went to the pool."""
+
+    def block_accepted(self, stats: WorkerStats | None, block_hash: int) -> None:
+        """The pool accepted a block candidate."""
+
 
 S = TypeVar("S", bound=PoolHandle)
 
@@ -101,20 +113,8 @@ class ChannelOwner(Protocol[S]):
     ) -> None:
         """``client.reconnect`` from the pool."""
 
-    def job_received(self, conn: UpstreamConnection[S]) -> None:
-        """A job arrived (new or repeated)."""
-
     def share_settled(self, conn: UpstreamConnection[S], reply: ShareReply | None, latency: float) -> None:
         """A forwarded share was answered (None: it was not)."""
-
-    def submit_timed_out(self, conn: UpstreamConnection[S]) -> None:
-        """A forwarded share was not answered in time."""
-
-    def block_candidate(self, conn: UpstreamConnection[S]) -> None:
-        """A share meeting the network target went to the pool."""
-
-    def block_accepted(self, conn: UpstreamConnection[S], stats: WorkerStats | None, block_hash: int) -> None:
-        """The pool accepted a block candidate."""
 
 
 class UpstreamConnection(asyncio.Protocol, Generic[S]):
@@ -363,7 +363,7 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             self.log.warning("pool sent a malformed job", error=str(exc))
             return
         self.last_job = now
-        self.manager.job_received(self)
+        self.state.job_received()
         if new is None:
             self.log.debug("job repeated", pool_job_id=params.job_id)
             return
@@ -437,7 +437,7 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
     def sweep(self, now: float) -> None:
         """Submit timeouts, handshake timeout and pool silence."""
         for share in self.requests.expired(now, self.manager.config.server.submit_timeout):
-            self.manager.submit_timed_out(self)
+            self.state.submit_timed_out()
             self.shares.settle(share, None)
         upstream = self.manager.config.upstream
         connected = self.transport is not None  # the connect has a timeout of its own
@@ -538,7 +538,7 @@ class ShareForwarder(Generic[S]):
         block_hash = 0
         if verdict is Verdict.BLOCK_CANDIDATE or verdict is Verdict.LOW_DIFFICULTY:  # both: candidates
             block_hash = validator.hash_int
-            self.conn.manager.block_candidate(self.conn)
+            self.conn.state.block_candidate()
         share = PendingShare(
             session,
             request_id,
@@ -598,7 +598,7 @@ class ShareForwarder(Generic[S]):
         if reply.accepted:
             if pending.stats is not None:
                 pending.stats.blocks += 1
-            self.conn.manager.block_accepted(self.conn, pending.stats, pending.block_hash)
+            self.conn.state.block_accepted(pending.stats, pending.block_hash)
         elif self.conn.takes_easy_candidates and reply.code != 21 and pending.below_pool:
             self.conn.takes_easy_candidates = False
             self.conn.log.warning(
