@@ -23,6 +23,11 @@ Some real pools' quirks can be switched on, each by one :class:`PoolConfig` fiel
 off by default (ckpool 0.9.9's: integer-only ``mining.suggest_difficulty``, dropped
 pre-authorize ``mining.extranonce.subscribe``, ``client.reconnect`` after a reject, blocks
 that must meet the share difficulty), so the proxy can be tested against them.
+
+Inside, each connection is a :class:`PoolSession` (its state and what the pool pushes to
+it); its :class:`SessionRequests` answers what its miner sends, the pool's
+:class:`ShareJudge` judges and credits every submit, and :class:`Extranonce1s` hands out
+extranonce1s and finds the one a returning client asks back.
 """
 
 from __future__ import annotations
@@ -462,6 +467,7 @@ class PoolSession(asyncio.Protocol):
         # Per job id sent here: the lowest difficulty in force since, which is what the
         # validator judges that job's shares at (PROTOCOL.md, "Difficulty in force").
         self.job_difficulty: dict[str, float] = {}
+        self.requests = SessionRequests(self)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -481,9 +487,9 @@ class PoolSession(asyncio.Protocol):
             if self.closed:
                 return
             if isinstance(item, LineTooLong):
-                self._reply(error_reply(item))
+                self.reply(error_reply(item))
             else:
-                self._on_line(item)
+                self.requests.on_line(item)
 
     # ------------------------------------------------------------------ output
 
@@ -496,7 +502,8 @@ class PoolSession(asyncio.Protocol):
         if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.abort()
 
-    def _reply(self, line: bytes) -> None:
+    def reply(self, line: bytes) -> None:
+        """Write a reply, unless the pool was told to mute them."""
         if not self.pool.mute_replies:
             self.write(line)
 
@@ -539,22 +546,73 @@ class PoolSession(asyncio.Protocol):
         if self.started:
             self.write(_set_difficulty_line(difficulty))
 
-    # ------------------------------------------------------------------ input
+    def difficulty_of(self, job: Job) -> float:
+        """The difficulty shares on ``job`` are credited at on this connection."""
+        return self.job_difficulty.get(job.job_id, self.difficulty)
 
-    def _on_line(self, line: bytes) -> None:
+    def change_version_mask(self, pool_mask: int) -> bool:
+        """Grant ``pool_mask & miner mask`` at once (BIP310) and tell the miner; False when
+        this connection did not negotiate version rolling."""
+        if self.miner_mask is None or self.closed:
+            return False
+        self.version_mask = pool_mask & self.miner_mask
+        if self.validator is not None:
+            self.validator.version_mask = self.version_mask
+        params = SetVersionMaskParams(f"{self.version_mask:08x}")
+        self.write(msgspec.json.encode(SetVersionMask(params=params)) + b"\n")
+        return True
+
+    def change_extranonce(self, extranonce1: bytes, extranonce2_size: int | None) -> None:
+        """Move to another extranonce1 (and extranonce2 size) and tell the miner."""
+        assert self.validator is not None  # only subscribed connections are told
+        size = self.extranonce2_size if extranonce2_size is None else extranonce2_size
+        self.extranonce1 = extranonce1
+        self.extranonce2_size = size
+        self.validator.set_extranonce(self.pool.book, extranonce1, size)
+        params = SetExtranonceParams(extranonce1.hex(), size)
+        self.write(msgspec.json.encode(SetExtranonce(params=params)) + b"\n")
+
+    def maybe_start(self) -> None:
+        """After subscribe and authorize: set_difficulty, then the current job."""
+        if self.started or self.validator is None or not self.workers:
+            return
+        self.started = True
+        self.write(_set_difficulty_line(self.difficulty))
+        current = self.pool.current
+        if current is not None:
+            self.send_job(*current)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class SessionRequests:
+    """How the pool answers what the miner of one connection sends, quirks included.
+
+    Every request is answered here but ``mining.submit``, which goes to the pool's
+    :class:`ShareJudge`; the answers set the connection's state (extranonce1, version
+    mask, workers, subscriptions) on its :class:`PoolSession`.
+    """
+
+    def __init__(self, session: PoolSession) -> None:
+        self.session = session
+        self.pool = session.pool
+
+    def on_line(self, line: bytes) -> None:
+        """Answer one line the miner sent."""
         try:
             message = decode_miner_line(line)
         except FramingError:
             # Not Stratum (a TLS ClientHello, HTTP, garbage): close, as pools do. bfgminer
             # relies on exactly this to fall back to plain Stratum.
-            self.close()
+            self.session.close()
             return
         except PeerError as exc:
-            self._reply(error_reply(exc))
+            self.session.reply(error_reply(exc))
             return
         match message:
             case Submit():
-                self._on_submit(message)
+                self.pool.judge.submit(self.session, message)
             case Response():
                 self.pool.stats.record(self.pool.stats.responses, message)  # e.g. to client.get_version
             case Subscribe():
@@ -566,14 +624,14 @@ class PoolSession(asyncio.Protocol):
             case SuggestDifficulty():
                 self._on_suggest_difficulty(message, line)
             case GetTransactions():
-                self._reply(_EMPTY_LIST_TAIL.reply(message.id))
+                self.session.reply(_EMPTY_LIST_TAIL.reply(message.id))
             case ExtranonceSubscribe():
                 self._on_extranonce_subscribe(message)
             case SuggestTarget():
-                self._reply(TRUE_REPLY.reply(message.id))
+                self.session.reply(TRUE_REPLY.reply(message.id))
 
     def _result(self, request_id: RequestId, result: object) -> None:
-        self._reply(msgspec.json.encode(ResultReply(id=request_id, result=result)) + b"\n")
+        self.session.reply(msgspec.json.encode(ResultReply(id=request_id, result=result)) + b"\n")
 
     def _on_configure(self, message: Configure) -> None:
         result: dict[str, object] = {}
@@ -582,7 +640,7 @@ class PoolSession(asyncio.Protocol):
             if extension == "version-rolling":
                 result.update(self._grant_version_rolling(params.get("version-rolling.mask")))
             elif extension == "subscribe-extranonce":
-                self.extranonce_subscribed = True
+                self.session.extranonce_subscribed = True
                 result[extension] = True
             else:
                 result[extension] = False  # minimum-difficulty, info, anything else
@@ -597,33 +655,36 @@ class PoolSession(asyncio.Protocol):
             miner_mask = 0xFFFFFFFF if requested is None else int(str(requested), 16) & 0xFFFFFFFF
         except ValueError:
             return {"version-rolling": "invalid version-rolling.mask"}
-        self.miner_mask = miner_mask
-        self.version_mask = pool_mask & miner_mask
-        if self.validator is not None:
-            self.validator.version_mask = self.version_mask
-        return {"version-rolling": True, "version-rolling.mask": f"{self.version_mask:08x}"}
+        session = self.session
+        session.miner_mask = miner_mask
+        session.version_mask = pool_mask & miner_mask
+        if session.validator is not None:
+            session.validator.version_mask = session.version_mask
+        return {"version-rolling": True, "version-rolling.mask": f"{session.version_mask:08x}"}
 
     def _on_subscribe(self, message: Subscribe) -> None:
-        self.user_agent = message.params.user_agent
-        if self.validator is None:
-            resumed = self.pool._resumable(message.params.session_id)
-            self.extranonce1 = resumed if resumed is not None else self.pool._new_extranonce1()
-            self.validator = ShareValidator(
+        session = self.session
+        session.user_agent = message.params.user_agent
+        if session.validator is None:
+            extranonce1s = self.pool.extranonce1s
+            resumed = extranonce1s.resumable(message.params.session_id, self.pool.sessions)
+            session.extranonce1 = resumed if resumed is not None else extranonce1s.new()
+            session.validator = ShareValidator(
                 self.pool.book,
-                extranonce1=self.extranonce1,
-                extranonce2_size=self.extranonce2_size,
-                difficulty=self.difficulty,
-                version_mask=self.version_mask,
+                extranonce1=session.extranonce1,
+                extranonce2_size=session.extranonce2_size,
+                difficulty=session.difficulty,
+                version_mask=session.version_mask,
             )
-            self.validator.workers = self.workers  # share the set: authorize may come first
-        sid = self.extranonce1.hex()
+            session.validator.workers = session.workers  # share the set: authorize may come first
+        sid = session.extranonce1.hex()
         result = [
             [["mining.set_difficulty", sid], ["mining.notify", sid]],
             sid,
-            self.extranonce2_size,
+            session.extranonce2_size,
         ]
         self._result(message.id, result)
-        self._maybe_start()
+        session.maybe_start()
 
     def _on_authorize(self, message: Authorize) -> None:
         if self.pool.config.strict_extranonce_subscribe:
@@ -634,92 +695,112 @@ class PoolSession(asyncio.Protocol):
         self._authorized(message)
 
     def _authorized(self, message: Authorize) -> None:
-        if self.closed:
+        session = self.session
+        if session.closed:
             return
-        self.workers.add(message.params.username)
-        self._reply(TRUE_REPLY.reply(message.id))
-        self._maybe_start()
-
-    def _maybe_start(self) -> None:
-        """After subscribe and authorize: set_difficulty, then the current job."""
-        if self.started or self.validator is None or not self.workers:
-            return
-        self.started = True
-        self.write(_set_difficulty_line(self.difficulty))
-        current = self.pool.current
-        if current is not None:
-            self.send_job(*current)
+        session.workers.add(message.params.username)
+        session.reply(TRUE_REPLY.reply(message.id))
+        session.maybe_start()
 
     def _on_extranonce_subscribe(self, message: ExtranonceSubscribe) -> None:
-        if self.pool.config.strict_extranonce_subscribe and not self.workers:
+        if self.pool.config.strict_extranonce_subscribe and not self.session.workers:
             self.pool.stats.dropped_extranonce_subscribe += 1  # ckpool: not authorized, no answer
             return
-        self.extranonce_subscribed = True
-        self._reply(TRUE_REPLY.reply(message.id))
+        self.session.extranonce_subscribed = True
+        self.session.reply(TRUE_REPLY.reply(message.id))
 
     def _on_suggest_difficulty(self, message: SuggestDifficulty, line: bytes) -> None:
         if self.pool.config.integer_suggest_only and not _integer_param(line):
             self.pool.stats.suggest_parse_failures += 1  # ckpool: not parsed, nothing sent
             return
         # Recorded only: the test pool's difficulty is what the test sets.
-        self.suggested_difficulty = message.params.difficulty
+        self.session.suggested_difficulty = message.params.difficulty
         self.pool.stats.record(self.pool.stats.suggested_difficulties, message.params.difficulty)
-        self._reply(TRUE_REPLY.reply(message.id))
+        self.session.reply(TRUE_REPLY.reply(message.id))
 
-    def _on_submit(self, message: Submit) -> None:
+
+# --------------------------------------------------------------------------- shares
+
+
+class ShareJudge:
+    """Judges every submit a pool receives and credits the accepted ones.
+
+    One per pool: the validator of the share's connection gives the verdict, then the
+    pool's own rules may still refuse it (``reject_every``, and with
+    ``blocks_need_share_difficulty`` a block below the share difficulty). Accepted work is
+    credited at the difficulty the connection recorded for the share's job.
+    """
+
+    def __init__(self, pool: TestPool) -> None:
+        self.pool = pool
+        self._valid_shares = 0
+
+    def submit(self, session: PoolSession, message: Submit) -> None:
+        """Answer one ``mining.submit`` on ``session`` and count it."""
         p = message.params
-        validator = self.validator
+        validator = session.validator
         stats = self.pool.stats
         if validator is None:
             stats.rejected[NOT_SUBSCRIBED] += 1
-            self._send_reject(_NOT_SUBSCRIBED_TAIL.reply(message.id))
+            self._send_reject(session, _NOT_SUBSCRIBED_TAIL.reply(message.id))
             return
         verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
         if not verdict.accepted:
-            self._reject(message.id, p.worker, verdict.reason, _VERDICT_TAILS[verdict])
+            self._reject(session, message.id, p.worker, verdict.reason, _VERDICT_TAILS[verdict])
             return
         job = validator.job
         assert job is not None  # check() sets it before any acceptance
-        if verdict is Verdict.BLOCK_CANDIDATE and self._below_share_difficulty(job, validator.hash_int):
-            self._reject(message.id, p.worker, ABOVE_TARGET, _ABOVE_TARGET_TAIL)
+        block = verdict is Verdict.BLOCK_CANDIDATE
+        if block and self._below_share_difficulty(session, job, validator.hash_int):
+            self._reject(session, message.id, p.worker, ABOVE_TARGET, _ABOVE_TARGET_TAIL)
             return
-        if self.pool._pool_rejects():
-            self._reject(message.id, p.worker, REJECTED_BY_POOL, _POOL_REJECT_TAIL)
+        if self._pool_rejects():
+            self._reject(session, message.id, p.worker, REJECTED_BY_POOL, _POOL_REJECT_TAIL)
             return
-        self._credit(p.worker, job, verdict is Verdict.BLOCK_CANDIDATE, validator.hash_int)
-        self._reply(TRUE_REPLY.reply(message.id))
-        if verdict is Verdict.BLOCK_CANDIDATE and self.pool.config.new_block_on_find:
+        self._credit(session, p.worker, job, block, validator.hash_int)
+        session.reply(TRUE_REPLY.reply(message.id))
+        if block and self.pool.config.new_block_on_find:
             self.pool.new_job(clean=True)
 
-    def _below_share_difficulty(self, job: Job, hash_int: int) -> bool:
+    def _pool_rejects(self) -> bool:
+        """True for every ``reject_every``-th valid share."""
+        every = self.pool.config.reject_every
+        if not every:
+            return False
+        self._valid_shares += 1
+        return self._valid_shares % every == 0
+
+    def _below_share_difficulty(self, session: PoolSession, job: Job, hash_int: int) -> bool:
         """With ``blocks_need_share_difficulty``: a block candidate that misses the share
         target it would be credited at (ckpool checks the share target before the network's)."""
         if not self.pool.config.blocks_need_share_difficulty:
             return False
-        difficulty = self.job_difficulty.get(job.job_id, self.difficulty)
-        return hash_int > target_from_difficulty(difficulty)
+        return hash_int > target_from_difficulty(session.difficulty_of(job))
 
-    def _reject(self, request_id: RequestId, worker: str, reason: str, tail: ReplyTail) -> None:
+    def _reject(
+        self, session: PoolSession, request_id: RequestId, worker: str, reason: str, tail: ReplyTail
+    ) -> None:
         stats = self.pool.stats
         stats.rejected[reason] += 1
-        if worker in self.workers:  # never create stats for names nobody authorized
+        if worker in session.workers:  # never create stats for names nobody authorized
             stats.worker(worker).rejected += 1
-        self._send_reject(tail.reply(request_id))
+        self._send_reject(session, tail.reply(request_id))
 
-    def _send_reject(self, reply: bytes) -> None:
-        """Write a reject reply; with ``reconnect_after_reject``, send this connection away."""
-        if not self.pool.config.reconnect_after_reject:
-            self._reply(reply)
+    def _send_reject(self, session: PoolSession, reply: bytes) -> None:
+        """Write a reject reply; with ``reconnect_after_reject``, send the connection away."""
+        pool = self.pool
+        if not pool.config.reconnect_after_reject:
+            session.reply(reply)
             return
         # One write, so the client reads the verdict and the reconnect together, as it does
         # from ckpool; close() flushes what is buffered before the socket goes.
-        self.pool.stats.reconnects_after_reject += 1
-        self.write(_RECONNECT_HERE if self.pool.mute_replies else reply + _RECONNECT_HERE)
-        self.close()
+        pool.stats.reconnects_after_reject += 1
+        session.write(_RECONNECT_HERE if pool.mute_replies else reply + _RECONNECT_HERE)
+        session.close()
 
-    def _credit(self, worker: str, job: Job, block: bool, hash_int: int) -> None:
+    def _credit(self, session: PoolSession, worker: str, job: Job, block: bool, hash_int: int) -> None:
         stats = self.pool.stats
-        difficulty = self.job_difficulty.get(job.job_id, self.difficulty)
+        difficulty = session.difficulty_of(job)
         worker_stats = stats.worker(worker)
         stats.accepted += 1
         stats.credited_work += difficulty
@@ -728,6 +809,37 @@ class PoolSession(asyncio.Protocol):
         if block:
             worker_stats.blocks += 1
             stats.blocks.append(BlockFound(worker, job.job_id, self.pool.factory.height, f"{hash_int:064x}"))
+
+
+# --------------------------------------------------------------------------- extranonce1s
+
+
+class Extranonce1s:
+    """The extranonce1s a pool hands out, one per connection, and which may be asked back."""
+
+    def __init__(self, first: int) -> None:
+        self._next = itertools.count(first)
+        self._issued: set[bytes] = set()  # handed out: what a resume may ask back
+
+    def new(self) -> bytes:
+        """A 4-byte extranonce1 no other connection of this pool ever had (until 2**32)."""
+        extranonce1 = (next(self._next) & 0xFFFFFFFF).to_bytes(EXTRANONCE1_SIZE, "big")
+        if len(self._issued) < MAX_RECORDED:
+            self._issued.add(extranonce1)
+        return extranonce1
+
+    def resumable(self, session_id: str | None, sessions: list[PoolSession]) -> bytes | None:
+        """The extranonce1 a returning client asks back with its session id (ckpool's
+        resume: the id is the extranonce1 it was given), if no open connection holds it."""
+        if not session_id or len(session_id) != 2 * EXTRANONCE1_SIZE:
+            return None
+        try:
+            wanted = bytes.fromhex(session_id)
+        except ValueError:
+            return None
+        if wanted not in self._issued or any(s.extranonce1 == wanted and not s.closed for s in sessions):
+            return None
+        return wanted
 
 
 # --------------------------------------------------------------------------- the pool
@@ -758,7 +870,6 @@ class TestPool:
         self.difficulty = self.config.difficulty
         self.version_mask = self.config.version_mask
         self.sessions: list[PoolSession] = []
-        self._issued: set[bytes] = set()  # extranonce1s handed out: what a resume may ask back
         self.current: tuple[Job, bytes] | None = None
         self.silent_jobs = False
         self.mute_replies = False
@@ -767,8 +878,8 @@ class TestPool:
         # Job ids look like ckpool's (8 hex of instance, 8 of counter): two pools in one
         # test never issue the same id, so a share sent to the wrong pool is "not found".
         self._id_prefix = f"{self.rng.getrandbits(32):08x}"
-        self._extranonce1s = itertools.count(self.rng.getrandbits(32))
-        self._valid_shares = 0
+        self.extranonce1s = Extranonce1s(self.rng.getrandbits(32))
+        self.judge = ShareJudge(self)
         self._server: asyncio.Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._last_block = time.monotonic()
@@ -914,17 +1025,7 @@ class TestPool:
         connections were told.
         """
         self.version_mask = mask & 0xFFFFFFFF
-        told = 0
-        for session in list(self.sessions):
-            if session.miner_mask is None or session.closed:
-                continue
-            session.version_mask = self.version_mask & session.miner_mask
-            if session.validator is not None:
-                session.validator.version_mask = session.version_mask
-            params = SetVersionMaskParams(f"{session.version_mask:08x}")
-            session.write(msgspec.json.encode(SetVersionMask(params=params)) + b"\n")
-            told += 1
-        return told
+        return sum(session.change_version_mask(self.version_mask) for session in list(self.sessions))
 
     def set_extranonce(self, extranonce2_size: int | None = None) -> int:
         """Give every extranonce-subscribed connection a new extranonce1, then a new job.
@@ -938,12 +1039,7 @@ class TestPool:
         for session in list(self.sessions):
             if not session.extranonce_subscribed or session.validator is None or session.closed:
                 continue
-            size = session.extranonce2_size if extranonce2_size is None else extranonce2_size
-            session.extranonce1 = self._new_extranonce1()
-            session.extranonce2_size = size
-            session.validator.set_extranonce(self.book, session.extranonce1, size)
-            params = SetExtranonceParams(session.extranonce1.hex(), size)
-            session.write(msgspec.json.encode(SetExtranonce(params=params)) + b"\n")
+            session.change_extranonce(self.extranonce1s.new(), extranonce2_size)
             told += 1
         self.new_job(clean=False)
         return told
@@ -970,34 +1066,6 @@ class TestPool:
     def _detach(self, session: PoolSession) -> None:
         with contextlib.suppress(ValueError):
             self.sessions.remove(session)
-
-    def _resumable(self, session_id: str | None) -> bytes | None:
-        """The extranonce1 a returning client asks back with its session id (ckpool's
-        resume: the id is the extranonce1 it was given), if no open connection holds it."""
-        if not session_id or len(session_id) != 2 * EXTRANONCE1_SIZE:
-            return None
-        try:
-            wanted = bytes.fromhex(session_id)
-        except ValueError:
-            return None
-        if wanted not in self._issued or any(s.extranonce1 == wanted and not s.closed for s in self.sessions):
-            return None
-        return wanted
-
-    def _new_extranonce1(self) -> bytes:
-        """A 4-byte extranonce1 no other connection of this pool ever had (until 2**32)."""
-        extranonce1 = (next(self._extranonce1s) & 0xFFFFFFFF).to_bytes(EXTRANONCE1_SIZE, "big")
-        if len(self._issued) < MAX_RECORDED:
-            self._issued.add(extranonce1)
-        return extranonce1
-
-    def _pool_rejects(self) -> bool:
-        """True for every ``reject_every``-th valid share."""
-        every = self.config.reject_every
-        if not every:
-            return False
-        self._valid_shares += 1
-        return self._valid_shares % every == 0
 
     async def _job_timer(self) -> None:
         """A new job every job_interval; a new block (clean job) every block_interval."""

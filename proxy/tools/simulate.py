@@ -31,6 +31,11 @@ Per miner and in total the simulator counts requests sent, replies received (mat
 request id, unique per connection), unanswered requests (their connection ended first),
 acceptances, rejections by error code, hashes, block candidates, reconnects and submit
 round-trip times.
+
+A miner is composed of three parts, each in its own module: the connection and the
+matching of replies to requests (:mod:`proxy.tools.sim_link`), the nonce search
+(:mod:`proxy.tools.sim_work`) and the counters (:mod:`proxy.tools.sim_stats`); the
+handshake and the handling of pool messages are here, with the miner and the fleet.
 """
 
 from __future__ import annotations
@@ -38,28 +43,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import itertools
 import math
-import random
 import signal
-import struct
 import sys
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
 from proxy import __version__
-from proxy.mining.hashing import merkle_root, sha256d
 from proxy.mining.job import Job, JobError
-from proxy.mining.target import target_from_difficulty
 from proxy.runner import run
-from proxy.stratum.codec import decode_server_line, parse_share_reply
-from proxy.stratum.errors import LineTooLong, PeerError
-from proxy.stratum.framing import DEFAULT_MAX_LINE, LineFramer
+from proxy.stratum.codec import decode_server_line
+from proxy.stratum.errors import PeerError
+from proxy.stratum.framing import DEFAULT_MAX_LINE
 from proxy.stratum.messages import (
     GetVersion,
     Notify,
@@ -71,6 +70,31 @@ from proxy.stratum.messages import (
     ShowMessage,
 )
 from proxy.tools import wait_until
+from proxy.tools.sim_link import MinerLink
+from proxy.tools.sim_stats import NO_CODE, MinerStats, RttStats
+from proxy.tools.sim_work import BATCH_SECONDS, MAX_BATCH, WorkEngine, spread_bits
+
+# The counters and spread_bits live in the parts' modules and are re-exported from here,
+# where tests, the benchmarks and the CLI have always imported them.
+__all__ = [
+    "AGENT",
+    "BATCH_SECONDS",
+    "MAX_BATCH",
+    "MAX_RECONNECT_WAIT",
+    "NO_CODE",
+    "RECONNECT_DRAIN",
+    "REQUESTED_MASK",
+    "Fleet",
+    "MinerStats",
+    "RttStats",
+    "SimConfig",
+    "SimMiner",
+    "config_from_args",
+    "main",
+    "parse_url",
+    "simulate",
+    "spread_bits",
+]
 
 AGENT: Final = f"stratum-proxy-sim/{__version__}"
 """The user agent sent in ``mining.subscribe`` and as the ``client.get_version`` answer."""
@@ -78,27 +102,13 @@ AGENT: Final = f"stratum-proxy-sim/{__version__}"
 REQUESTED_MASK: Final = 0xFFFFFFFF
 """The version-rolling mask asked for, as cgminer and ASIC firmware do."""
 
-BATCH_SECONDS: Final = 0.02
-"""Work is done in slices of this much time at the configured rate, so the event loop is
-never held long by one miner and the rate stays smooth."""
-
-MAX_BATCH: Final = 4096
-"""Hashes per slice at most: ~5 ms of Python hashing, a bound on event loop latency."""
-
-NO_CODE: Final = -1
-"""The rejection key for a pool reply that carried no error code."""
-
 MAX_RECONNECT_WAIT: Final = 60.0
 """A ``client.reconnect`` wait longer than this is cut down: a simulator must not hang."""
 
 RECONNECT_DRAIN = 5.0
 """Seconds a miner told to reconnect waits for the replies it is still owed before leaving."""
 
-_U32: Final = struct.Struct("<I")
-_U32X2: Final = struct.Struct("<II")
-_sha256: Final = hashlib.sha256
 _RESPONSE_DECODER: Final = msgspec.json.Decoder(Response)
-_SUBMIT_HEAD: Final = b'"method":"mining.submit","params":'
 
 
 # --------------------------------------------------------------------------- configuration
@@ -156,189 +166,161 @@ def parse_url(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def spread_bits(value: int, mask: int) -> int:
-    """Deposit the low bits of ``value`` into the set bits of ``mask`` (like x86 PDEP).
-
-    Turns a counter into version bits that are always inside the granted mask.
-    """
-    out = 0
-    bit = 1
-    while mask:
-        low = mask & -mask
-        if value & bit:
-            out |= low
-        bit <<= 1
-        mask ^= low
-    return out
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-class RttStats:
-    """Submit round-trip times: count, mean, max and a bounded uniform sample for percentiles."""
-
-    RESERVOIR: Final = 2048
-
-    def __init__(self, seed: int = 0) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.max = 0.0
-        self.samples: list[float] = []
-        self._rng = random.Random(seed)
-
-    def add(self, seconds: float) -> None:
-        """Record one round trip (reservoir sampling keeps memory bounded)."""
-        self.count += 1
-        self.total += seconds
-        self.max = max(self.max, seconds)
-        if len(self.samples) < self.RESERVOIR:
-            self.samples.append(seconds)
-        else:
-            slot = self._rng.randrange(self.count)
-            if slot < self.RESERVOIR:
-                self.samples[slot] = seconds
-
-    def merge(self, other: RttStats) -> None:
-        """Fold another miner's times in (the merged sample stays bounded)."""
-        self.count += other.count
-        self.total += other.total
-        self.max = max(self.max, other.max)
-        self.samples.extend(other.samples)
-        if len(self.samples) > 4 * self.RESERVOIR:
-            self.samples = self._rng.sample(self.samples, 4 * self.RESERVOIR)
-
-    @property
-    def mean(self) -> float:
-        """Mean round trip in seconds (0 without samples)."""
-        return self.total / self.count if self.count else 0.0
-
-    def percentile(self, q: float) -> float:
-        """The ``q`` quantile (0..1) of the sample, in seconds."""
-        if not self.samples:
-            return 0.0
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@dataclass
-class MinerStats:
-    """Counters of one miner, or of a fleet once merged."""
-
-    requests_sent: int = 0
-    replies_received: int = 0
-    unanswered: int = 0
-    unexpected_replies: int = 0
-    shares_submitted: int = 0
-    accepted: int = 0
-    rejected: Counter[int] = field(default_factory=Counter)
-    accepted_work: float = 0.0
-    hashes: int = 0
-    block_candidates: int = 0
-    jobs: int = 0
-    connects: int = 0
-    handshakes: int = 0
-    reconnects: int = 0
-    connect_failures: int = 0
-    handshake_failures: int = 0
-    bad_lines: int = 0
-    kept_work: int = 0  # notifies that left the header unchanged (keep_work_if_header_unchanged)
-    ignored_reconnects: int = 0  # client.reconnect without a host (ignore_null_reconnect)
-    rtt: RttStats = field(default_factory=RttStats)
-
-    @property
-    def rejected_total(self) -> int:
-        """Every rejected share, whatever the code."""
-        return sum(self.rejected.values())
-
-    def merge(self, other: MinerStats) -> None:
-        """Add another miner's counters to these."""
-        for name in (
-            "requests_sent",
-            "replies_received",
-            "unanswered",
-            "unexpected_replies",
-            "shares_submitted",
-            "accepted",
-            "accepted_work",
-            "hashes",
-            "block_candidates",
-            "jobs",
-            "connects",
-            "handshakes",
-            "reconnects",
-            "connect_failures",
-            "handshake_failures",
-            "bad_lines",
-            "kept_work",
-            "ignored_reconnects",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.rejected.update(other.rejected)
-        self.rtt.merge(other.rtt)
-
-
 # --------------------------------------------------------------------------- one miner
 
 
-class _Pending:
-    """A request waiting for its reply."""
+class _Dialogue:
+    """The Stratum side of one miner: its handshake and what it does with each pool message.
 
-    __slots__ = ("difficulty", "future", "params", "sent", "submit")
-
-    def __init__(
-        self, submit: bool, params: list[Any], difficulty: float, future: asyncio.Future[Response] | None
-    ) -> None:
-        self.submit = submit
-        self.params = params
-        self.difficulty = difficulty
-        self.future = future
-        self.sent = time.perf_counter()
-
-
-class _Work:
-    """One unit of work: a job with a fixed extranonce2 and version, searched over nonces.
-
-    The first 64 header bytes never change within a unit, so their SHA-256 state is kept
-    and each nonce only hashes the last 16 bytes (the midstate trick ASICs use too).
+    It sets the work inputs of the miner's :class:`WorkEngine` (a new job, difficulty,
+    version mask, extranonce) as firmware would, answers ``client.get_version`` and, on
+    ``client.reconnect``, leaves once the replies in flight arrived.
     """
-
-    __slots__ = (
-        "difficulty",
-        "en2_hex",
-        "gen",
-        "job",
-        "mid",
-        "nonce",
-        "ntime_hex",
-        "tail",
-        "target",
-        "vbits",
-    )
 
     def __init__(
         self,
-        job: Job,
+        config: SimConfig,
+        worker: str,
+        link: MinerLink,
+        work: WorkEngine,
         *,
-        difficulty: float,
-        gen: int,
-        extranonce1: bytes,
-        extranonce2: bytes,
-        version: int,
-        vbits: str | None,
+        received: list[bytes],
+        messages: list[str],
     ) -> None:
-        self.job = job
-        self.difficulty = difficulty
-        self.target = target_from_difficulty(difficulty)
-        self.gen = gen
-        self.en2_hex = extranonce2.hex()
-        self.ntime_hex = f"{job.ntime:08x}"
-        self.vbits = vbits
-        coinbase_hash = sha256d(job.coinb1 + extranonce1 + extranonce2 + job.coinb2)
-        head = _U32.pack(version) + job.prevhash + merkle_root(coinbase_hash, job.branch)
-        self.mid = _sha256(head[:64])
-        self.tail = head[64:] + _U32X2.pack(job.ntime, job.nbits)
-        self.nonce = 0
+        self.config = config
+        self.worker = worker
+        self.link = link
+        self.work = work
+        self.stats = link.stats
+        self.received = received
+        self.messages = messages
+        self.next_difficulty = 1.0  # Stratum's default until set_difficulty says otherwise
+        # Where a client.reconnect sends the miner: (host, port, wait), None meaning "the
+        # same"; the miner reads it once this connection is over.
+        self.reconnect_to: tuple[str | None, int | None, float] | None = None
+        self._leave_task: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """A new connection: the difficulty is Stratum's default again."""
+        self.next_difficulty = 1.0
+
+    async def _call(self, method: str, params: list[Any]) -> Response:
+        return await self.link.call(method, params, self.config.request_timeout)
+
+    async def handshake(self) -> bool:
+        """configure, subscribe, authorize, extranonce.subscribe; False when refused."""
+        work = self.work
+        if self.config.version_rolling:
+            reply = await self._call(
+                "mining.configure",
+                [
+                    ["version-rolling", "subscribe-extranonce"],
+                    {"version-rolling.mask": f"{REQUESTED_MASK:08x}", "version-rolling.min-bit-count": 2},
+                ],
+            )
+            work.version_mask = _granted_mask(reply)
+        subscribed = _subscribe_result(await self._call("mining.subscribe", [self.config.agent]))
+        if subscribed is None:
+            self.stats.handshake_failures += 1
+            return False
+        work.extranonce1, work.extranonce2_size = subscribed
+        reply = await self._call("mining.authorize", [self.worker, self.config.password])
+        if _decode_raw(reply.result) is not True:
+            self.stats.handshake_failures += 1
+            return False
+        work.authorized = True
+        self.stats.handshakes += 1
+        await self._call("mining.extranonce.subscribe", [])  # refused or not, mine on
+        work.job_changed()
+        return True
+
+    def on_line(self, line: bytes) -> None:
+        """Handle one line from the pool: a reply or a notification."""
+        if self.config.record:
+            self.received.append(line)
+        try:
+            # Replies are most of the traffic; decode them directly rather than through
+            # the tagged union, which only knows notifications and would fail first.
+            message = decode_server_line(line) if b'"method"' in line else _RESPONSE_DECODER.decode(line)
+        except (PeerError, msgspec.DecodeError):
+            self.stats.bad_lines += 1
+            return
+        match message:
+            case Response():
+                self.link.on_response(message)
+            case Notify():
+                self._on_notify(message)
+            case SetDifficulty():
+                self.next_difficulty = message.params.difficulty  # for the next job
+            case SetVersionMask():
+                self._on_set_version_mask(message)
+            case SetExtranonce():
+                self._on_set_extranonce(message)
+            case Reconnect():
+                self._on_reconnect(message)
+            case ShowMessage():
+                self.messages.append(message.params.message)
+            case GetVersion():
+                reply = {"id": message.id, "result": self.config.agent, "error": None}
+                self.link.write(msgspec.json.encode(reply) + b"\n")
+
+    def _on_notify(self, message: Notify) -> None:
+        try:
+            job = Job.from_fields(message.params, seq=0, created=0.0)
+        except JobError:
+            self.stats.bad_lines += 1
+            return
+        self.stats.jobs += 1
+        work = self.work
+        if self.config.keep_work_if_header_unchanged and _same_header(work.job, job):
+            # minerd compares the 76 header bytes of the new work with its own and keeps
+            # its work (job id and target included) when they are equal.
+            self.stats.kept_work += 1
+            return
+        # Only the newest job is worked, so clean_jobs or not, older work stops here.
+        work.job = job
+        work.job_difficulty = self.next_difficulty
+        work.job_changed()
+
+    def _on_set_version_mask(self, message: SetVersionMask) -> None:
+        try:
+            mask = int(message.params.mask, 16)
+        except ValueError:
+            self.stats.bad_lines += 1
+            return
+        self.work.version_mask = mask & REQUESTED_MASK  # valid at once (BIP310)
+        self.work.job_changed()
+
+    def _on_set_extranonce(self, message: SetExtranonce) -> None:
+        try:
+            extranonce1 = bytes.fromhex(message.params.extranonce1)
+        except ValueError:
+            self.stats.bad_lines += 1
+            return
+        work = self.work
+        work.extranonce1 = extranonce1
+        work.extranonce2_size = message.params.extranonce2_size
+        work.job = None  # old jobs are void with another extranonce: wait for the next notify
+        work.job_changed()
+
+    def _on_reconnect(self, message: Reconnect) -> None:
+        p = message.params
+        if self.config.ignore_null_reconnect and not p.host:
+            self.stats.ignored_reconnects += 1  # cpuminer: no host, not a reconnect
+            return
+        port: int | None = None
+        if p.port is not None:
+            with contextlib.suppress(ValueError):
+                port = int(p.port)  # ckpool sends the port as a string
+        wait = min(max(float(p.wait or 0.0), 0.0), MAX_RECONNECT_WAIT)
+        self.reconnect_to = (p.host or None, port, wait)
+        # Like careful firmware: no new shares, let the replies in flight arrive, then go.
+        self.work.leaving = True
+        self._leave_task = asyncio.get_running_loop().create_task(self._leave_when_answered())
+
+    async def _leave_when_answered(self) -> None:
+        await self.link.wait_answered(RECONNECT_DRAIN)
+        self.link.close()
 
 
 class SimMiner:
@@ -349,6 +331,9 @@ class SimMiner:
     :meth:`send_raw` writes any line, :meth:`request` sends a request and returns the
     reply, and with ``SimConfig(record=True)`` every line received is kept in
     :attr:`received`.
+
+    It composes three parts: :attr:`link` (the connection and request correlation),
+    :attr:`dialogue` (handshake and pool messages) and :attr:`work` (the nonce search).
     """
 
     def __init__(self, config: SimConfig, index: int) -> None:
@@ -356,55 +341,69 @@ class SimMiner:
         self.index = index
         self.worker = f"{config.user}.sim{index:04d}"
         self.stats = MinerStats(rtt=RttStats(seed=index))
-        self.ready = asyncio.Event()
         self.received: list[bytes] = []
         self.messages: list[str] = []  # client.show_message texts
         self.accepted_shares: deque[list[Any]] = deque(maxlen=32)  # submit params, newest last
         self.host = config.host
         self.port = config.port
-        # Connection state, reset on each connect.
-        self.extranonce1 = b""
-        self.extranonce2_size = 0
-        self.version_mask = 0
-        self.authorized = False
-        self.job: Job | None = None
-        self.job_difficulty = 1.0
-        self._next_difficulty = 1.0  # Stratum's default until set_difficulty says otherwise
-        self._writer: asyncio.StreamWriter | None = None
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
-        # Work state.
-        self._gen = 0
-        self._work: _Work | None = None
-        self._en2_counter = 0
-        self._roll_counter = 0
-        self._paused = False
-        self._wake = asyncio.Event()
-        self._reconnect_to: tuple[str, int, float] | None = None
-        self._leaving = False  # told to reconnect: submit nothing more on this connection
-        self._leave_task: asyncio.Task[None] | None = None
+        self.link = MinerLink(self.stats, self.accepted_shares, max_line=config.max_line)
+        rate = config.share_rate if config.no_hash else config.hashrate
+        self.work = WorkEngine(self.link, self.stats, worker=self.worker, rate=rate, no_hash=config.no_hash)
+        self.dialogue = _Dialogue(
+            config, self.worker, self.link, self.work, received=self.received, messages=self.messages
+        )
+        self.ready = self.work.ready
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    # ------------------------------------------------------------------ control
+    # ------------------------------------------------------------------ state
 
     @property
     def connected(self) -> bool:
         """True while a connection is open."""
-        return self._writer is not None
+        return self.link.connected
 
     @property
     def local_address(self) -> str | None:
         """``HOST:PORT`` of this end of the connection (what a proxy sees as the miner)."""
-        if self._writer is None:
-            return None
-        host, port = self._writer.get_extra_info("sockname")[:2]
-        return f"{host}:{port}"
+        return self.link.local_address
 
     @property
     def in_flight(self) -> int:
         """Requests sent on the current connection and not answered yet."""
-        return len(self._pending)
+        return self.link.in_flight
+
+    @property
+    def extranonce1(self) -> bytes:
+        """The extranonce1 the pool gave this connection."""
+        return self.work.extranonce1
+
+    @property
+    def extranonce2_size(self) -> int:
+        """The extranonce2 size the pool gave this connection."""
+        return self.work.extranonce2_size
+
+    @property
+    def version_mask(self) -> int:
+        """The version-rolling mask in force (0 when rolling was not granted)."""
+        return self.work.version_mask
+
+    @property
+    def authorized(self) -> bool:
+        """True once the pool authorized this connection's worker."""
+        return self.work.authorized
+
+    @property
+    def job(self) -> Job | None:
+        """The job being worked (only the newest is)."""
+        return self.work.job
+
+    @property
+    def job_difficulty(self) -> float:
+        """The difficulty the current job is worked at."""
+        return self.work.job_difficulty
+
+    # ------------------------------------------------------------------ control
 
     async def start(self) -> None:
         """Start connecting; returns at once (see :attr:`ready`)."""
@@ -413,12 +412,11 @@ class SimMiner:
 
     def pause(self) -> None:
         """Stop hashing and submitting (replies to what was sent still arrive)."""
-        self._paused = True
+        self.work.pause()
 
     def resume(self) -> None:
         """Hash and submit again."""
-        self._paused = False
-        self._wake.set()
+        self.work.resume()
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Stop working, wait up to ``drain_timeout`` for in-flight replies, then disconnect.
@@ -426,8 +424,7 @@ class SimMiner:
         Requests still unanswered then are counted in ``stats.unanswered``.
         """
         self.pause()
-        with contextlib.suppress(TimeoutError):
-            await wait_until(lambda: not self._pending or not self.connected, drain_timeout)
+        await self.link.wait_answered(drain_timeout)
         self._stopping = True
         if self._task is not None:
             self._task.cancel()
@@ -437,12 +434,11 @@ class SimMiner:
 
     def disconnect(self) -> None:
         """Drop the connection now (the miner reconnects after ``reconnect_delay``)."""
-        if self._writer is not None:
-            self._writer.close()
+        self.link.close()
 
     def send_raw(self, line: bytes) -> bool:
         """Write ``line`` as is (a newline is added when missing); False when not connected."""
-        return self._write(line if line.endswith(b"\n") else line + b"\n")
+        return self.link.write(line if line.endswith(b"\n") else line + b"\n")
 
     async def request(self, method: str, params: list[Any], timeout: float | None = None) -> Response:
         """Send a request with this miner's next id and return the reply.
@@ -450,10 +446,7 @@ class SimMiner:
         Raises :class:`ConnectionError` when not connected or when the connection ends
         first, :class:`TimeoutError` after ``timeout`` (default ``request_timeout``).
         """
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        if not self._send(method, params, _Pending(False, params, 0.0, future)):
-            raise ConnectionError("not connected")
-        return await asyncio.wait_for(future, timeout or self.config.request_timeout)
+        return await self.link.call(method, params, timeout or self.config.request_timeout)
 
     def received_json(self) -> list[Any]:
         """Every recorded line decoded as JSON (undecodable lines as ``None``)."""
@@ -481,40 +474,33 @@ class SimMiner:
             if not first:
                 self.stats.reconnects += 1
             first = False
-            self._reset_connection(writer)
+            self.link.attach(writer)
+            self.work.reset()
+            self.dialogue.reset()
             try:
                 await self._session(reader)
             finally:
-                self._connection_ended()
+                self.link.detach()
+                self.work.clear()
             await asyncio.sleep(self._next_wait())
 
     def _next_wait(self) -> float:
         """Where to reconnect and after how long: a client.reconnect target or the same pool."""
-        target, self._reconnect_to = self._reconnect_to, None
+        target, self.dialogue.reconnect_to = self.dialogue.reconnect_to, None
         if target is None:
             return self.config.reconnect_delay
-        self.host, self.port, wait = target
+        host, port, wait = target
+        self.host = host or self.host
+        self.port = self.port if port is None else port
         return wait
-
-    def _reset_connection(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-        self._ids = itertools.count(1)
-        self.extranonce1 = b""
-        self.extranonce2_size = 0
-        self.version_mask = 0
-        self.authorized = False
-        self.job = None
-        self._next_difficulty = 1.0
-        self._leaving = False
-        self._gen += 1
 
     async def _session(self, reader: asyncio.StreamReader) -> None:
         """Read lines while the handshake and then the work loop run."""
-        reader_task = asyncio.create_task(self._read_loop(reader))
+        reader_task = asyncio.create_task(self.link.read(reader, self.dialogue.on_line))
         work_task: asyncio.Task[None] | None = None
         try:
-            if await self._handshake():
-                work_task = asyncio.create_task(self._work_loop())
+            if await self.dialogue.handshake():
+                work_task = asyncio.create_task(self.work.run())
                 await reader_task
         except (ConnectionError, TimeoutError):
             pass  # the connection ended or the pool did not answer: reconnect
@@ -525,301 +511,6 @@ class SimMiner:
                     # Awaiting also collects a connection error the task may have ended with.
                     with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                         await task
-
-    def _connection_ended(self) -> None:
-        """Count what was left unanswered and forget the connection."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-        self.stats.unanswered += len(self._pending)
-        self._fail_futures()
-        self._pending.clear()
-        self.authorized = False
-        self.job = None
-        self._work = None
-        self.ready.clear()
-
-    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
-        framer = LineFramer(self.config.max_line)
-        try:
-            while data := await reader.read(65536):
-                for item in framer.feed(data):
-                    if isinstance(item, LineTooLong):
-                        self.stats.bad_lines += 1
-                    else:
-                        self._on_line(item)
-        except OSError:
-            pass
-        finally:
-            # Fail the handshake's futures at once rather than after its timeout.
-            self._fail_futures()
-
-    def _fail_futures(self) -> None:
-        for pending in self._pending.values():
-            if pending.future is not None and not pending.future.done():
-                pending.future.set_exception(ConnectionError("connection closed before the reply"))
-
-    # ------------------------------------------------------------------ handshake
-
-    async def _call(self, method: str, params: list[Any]) -> Response:
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        if not self._send(method, params, _Pending(False, params, 0.0, future)):
-            raise ConnectionError("not connected")
-        return await asyncio.wait_for(future, self.config.request_timeout)
-
-    async def _handshake(self) -> bool:
-        """configure, subscribe, authorize, extranonce.subscribe; False when refused."""
-        if self.config.version_rolling:
-            reply = await self._call(
-                "mining.configure",
-                [
-                    ["version-rolling", "subscribe-extranonce"],
-                    {"version-rolling.mask": f"{REQUESTED_MASK:08x}", "version-rolling.min-bit-count": 2},
-                ],
-            )
-            self.version_mask = _granted_mask(reply)
-        subscribed = _subscribe_result(await self._call("mining.subscribe", [self.config.agent]))
-        if subscribed is None:
-            self.stats.handshake_failures += 1
-            return False
-        self.extranonce1, self.extranonce2_size = subscribed
-        reply = await self._call("mining.authorize", [self.worker, self.config.password])
-        if _decode_raw(reply.result) is not True:
-            self.stats.handshake_failures += 1
-            return False
-        self.authorized = True
-        self.stats.handshakes += 1
-        await self._call("mining.extranonce.subscribe", [])  # refused or not, mine on
-        self._job_changed()
-        return True
-
-    # ------------------------------------------------------------------ input
-
-    def _on_line(self, line: bytes) -> None:
-        if self.config.record:
-            self.received.append(line)
-        try:
-            # Replies are most of the traffic; decode them directly rather than through
-            # the tagged union, which only knows notifications and would fail first.
-            message = decode_server_line(line) if b'"method"' in line else _RESPONSE_DECODER.decode(line)
-        except (PeerError, msgspec.DecodeError):
-            self.stats.bad_lines += 1
-            return
-        match message:
-            case Response():
-                self._on_response(message)
-            case Notify():
-                self._on_notify(message)
-            case SetDifficulty():
-                self._next_difficulty = message.params.difficulty  # for the next job
-            case SetVersionMask():
-                self._on_set_version_mask(message)
-            case SetExtranonce():
-                self._on_set_extranonce(message)
-            case Reconnect():
-                self._on_reconnect(message)
-            case ShowMessage():
-                self.messages.append(message.params.message)
-            case GetVersion():
-                reply = {"id": message.id, "result": self.config.agent, "error": None}
-                self._write(msgspec.json.encode(reply) + b"\n")
-
-    def _on_response(self, response: Response) -> None:
-        request_id = response.id
-        pending = self._pending.pop(request_id, None) if type(request_id) is int else None
-        if pending is None:
-            self.stats.unexpected_replies += 1  # a raw line's reply, or a pool bug
-            return
-        stats = self.stats
-        stats.replies_received += 1
-        if pending.submit:
-            stats.rtt.add(time.perf_counter() - pending.sent)
-            verdict = parse_share_reply(response)
-            if verdict.accepted:
-                stats.accepted += 1
-                stats.accepted_work += pending.difficulty
-                self.accepted_shares.append(pending.params)
-            else:
-                stats.rejected[NO_CODE if verdict.code is None else verdict.code] += 1
-        if pending.future is not None and not pending.future.done():
-            pending.future.set_result(response)
-
-    def _on_notify(self, message: Notify) -> None:
-        p = message.params
-        try:
-            job = Job.from_fields(p, seq=0, created=0.0)
-        except JobError:
-            self.stats.bad_lines += 1
-            return
-        self.stats.jobs += 1
-        if self.config.keep_work_if_header_unchanged and _same_header(self.job, job):
-            # minerd compares the 76 header bytes of the new work with its own and keeps
-            # its work (job id and target included) when they are equal.
-            self.stats.kept_work += 1
-            return
-        # Only the newest job is worked, so clean_jobs or not, older work stops here.
-        self.job = job
-        self.job_difficulty = self._next_difficulty
-        self._job_changed()
-
-    def _on_set_version_mask(self, message: SetVersionMask) -> None:
-        try:
-            mask = int(message.params.mask, 16)
-        except ValueError:
-            self.stats.bad_lines += 1
-            return
-        self.version_mask = mask & REQUESTED_MASK  # valid at once (BIP310)
-        self._job_changed()
-
-    def _on_set_extranonce(self, message: SetExtranonce) -> None:
-        try:
-            extranonce1 = bytes.fromhex(message.params.extranonce1)
-        except ValueError:
-            self.stats.bad_lines += 1
-            return
-        self.extranonce1 = extranonce1
-        self.extranonce2_size = message.params.extranonce2_size
-        self.job = None  # old jobs are void with another extranonce: wait for the next notify
-        self._job_changed()
-
-    def _on_reconnect(self, message: Reconnect) -> None:
-        p = message.params
-        if self.config.ignore_null_reconnect and not p.host:
-            self.stats.ignored_reconnects += 1  # cpuminer: no host, not a reconnect
-            return
-        port = self.port
-        if p.port is not None:
-            with contextlib.suppress(ValueError):
-                port = int(p.port)  # ckpool sends the port as a string
-        wait = min(max(float(p.wait or 0.0), 0.0), MAX_RECONNECT_WAIT)
-        self._reconnect_to = (p.host or self.host, port, wait)
-        # Like careful firmware: no new shares, let the replies in flight arrive, then go.
-        self._leaving = True
-        self._leave_task = asyncio.get_running_loop().create_task(self._leave_when_answered())
-
-    async def _leave_when_answered(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await wait_until(lambda: not self._pending or not self.connected, RECONNECT_DRAIN)
-        self.disconnect()
-
-    def _job_changed(self) -> None:
-        self._gen += 1
-        self._work = None
-        if self.authorized and self.job is not None:
-            self.ready.set()
-            self._wake.set()
-
-    # ------------------------------------------------------------------ output
-
-    def _write(self, data: bytes) -> bool:
-        writer = self._writer
-        if writer is None or writer.is_closing():
-            return False
-        writer.write(data)
-        return True
-
-    def _send(self, method: str, params: list[Any], pending: _Pending) -> bool:
-        request_id = next(self._ids)
-        line = msgspec.json.encode({"id": request_id, "method": method, "params": params}) + b"\n"
-        if not self._write(line):
-            return False
-        self._pending[request_id] = pending
-        self.stats.requests_sent += 1
-        return True
-
-    def _submit(self, work: _Work, nonce: int) -> None:
-        params: list[Any] = [self.worker, work.job.job_id, work.en2_hex, work.ntime_hex, f"{nonce:08x}"]
-        if work.vbits is not None:
-            params.append(work.vbits)  # the 6th param once version rolling is granted
-        if self._send("mining.submit", params, _Pending(True, params, work.difficulty, None)):
-            self.stats.shares_submitted += 1
-
-    # ------------------------------------------------------------------ work
-
-    def _current_work(self) -> _Work | None:
-        """The unit to search now, building a fresh one on a new job or an exhausted unit."""
-        if self._paused or self._leaving or not self.authorized or self.job is None:
-            return None
-        work = self._work
-        if work is None or work.gen != self._gen or work.nonce > 0xFFFFFFFF:
-            work = self._work = self._new_work(self.job)
-        return work
-
-    def _new_work(self, job: Job) -> _Work:
-        """Next extranonce2 from the miner's counter and next rolled version bits."""
-        size = self.extranonce2_size
-        extranonce2 = (self._en2_counter % (1 << (8 * size))).to_bytes(size, "big")
-        self._en2_counter += 1
-        mask = self.version_mask
-        if mask:
-            bits = spread_bits(self._roll_counter, mask)
-            self._roll_counter += 1
-            version = (job.version & ~mask & 0xFFFFFFFF) | bits
-            vbits: str | None = f"{bits:08x}"
-        else:
-            version, vbits = job.version, None
-        return _Work(
-            job,
-            difficulty=self.job_difficulty,
-            gen=self._gen,
-            extranonce1=self.extranonce1,
-            extranonce2=extranonce2,
-            version=version,
-            vbits=vbits,
-        )
-
-    async def _work_loop(self) -> None:
-        """Work in slices at the configured rate; never burst to catch up after a stall."""
-        loop = asyncio.get_running_loop()
-        rate = self.config.share_rate if self.config.no_hash else self.config.hashrate
-        per_slice = max(1, min(MAX_BATCH, int(rate * BATCH_SECONDS)))
-        slot = loop.time()
-        while True:
-            work = self._current_work()
-            if work is None:
-                self._wake.clear()
-                await self._wake.wait()
-                slot = loop.time()
-                continue
-            slot = max(slot, loop.time() - 1.0)
-            count = min(per_slice, 0x100000000 - work.nonce)
-            if self.config.no_hash:
-                self._fake_shares(work, count)
-            else:
-                self._hash(work, count)
-            slot += count / rate
-            writer = self._writer
-            if writer is not None:
-                with contextlib.suppress(ConnectionError):  # the reader sees the end too
-                    await writer.drain()  # backpressure: a slow server slows the miner
-            await asyncio.sleep(max(0.0, slot - loop.time()))
-
-    def _hash(self, work: _Work, count: int) -> None:
-        """Search ``count`` nonces of ``work``; submit every share found."""
-        mid, tail, target = work.mid, work.tail, work.target
-        pack, sha, from_bytes = _U32.pack, _sha256, int.from_bytes
-        start = work.nonce
-        found: list[tuple[int, int]] = []
-        for nonce in range(start, start + count):
-            state = mid.copy()
-            state.update(tail + pack(nonce))
-            value = from_bytes(sha(state.digest()).digest(), "little")
-            if value <= target:
-                found.append((nonce, value))
-        work.nonce = start + count
-        self.stats.hashes += count
-        network_target = work.job.network_target
-        for nonce, value in found:
-            if value <= network_target:
-                self.stats.block_candidates += 1
-            self._submit(work, nonce)
-
-    def _fake_shares(self, work: _Work, count: int) -> None:
-        """Load mode: distinct shares without hashing (valid only at a target of 2**256-1)."""
-        start = work.nonce
-        for nonce in range(start, start + count):
-            self._submit(work, nonce)
-        work.nonce = start + count
 
 
 def _same_header(old: Job | None, new: Job) -> bool:
