@@ -28,6 +28,7 @@ from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
 from proxy.routing.ports import Placement
+from proxy.session.state import Event, SessionState, State
 from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
 from proxy.stratum.codec import (
     TRUE_REPLY,
@@ -199,9 +200,7 @@ class MinerSession(asyncio.Protocol):
         "_waiting",
         "_waiting_task",
         "_worker_stats",
-        "authorized",
         "closed",
-        "closing",
         "connected_at",
         "extranonce1",
         "extranonce2_size",
@@ -209,17 +208,15 @@ class MinerSession(asyncio.Protocol):
         "framer",
         "handshake_deadline",
         "last_activity",
-        "leaving",
         "local_address",
         "log",
         "miner_mask",
-        "mining",
         "peer",
         "pending_forwards",
         "prefix",
         "previous_upstream",
         "server",
-        "subscribed",
+        "state",
         "told_mask",
         "transport",
         "upstream",
@@ -238,8 +235,8 @@ class MinerSession(asyncio.Protocol):
         # Where the miner connected to: what a client.reconnect sends it back to.
         self.local_address: tuple[str, int] | None = None
         self.log: Any = log
-        self.leaving = False  # told to reconnect; closed when it goes or after a grace
-        self.closing = False  # no more input is handled; answers still go out
+        # connected -> configured -> subscribed -> authorized -> mining; leaving; closed.
+        self.state = SessionState()
         self.closed = False  # the transport is closed
         now = server.clock()
         self.connected_at = now
@@ -253,9 +250,6 @@ class MinerSession(asyncio.Protocol):
         self._waiting: tuple[RequestId] | None = None  # the id of a subscribe waiting for a pool
         self._waiting_task: asyncio.Task[None] | None = None  # referenced so it is not collected
         # Handshake state.
-        self.subscribed = False
-        self.authorized = False
-        self.mining = False
         self.extranonce_subscribed = False
         self.miner_mask: int | None = None
         self.told_mask: int | None = None  # the version mask the miner was last told
@@ -273,6 +267,17 @@ class MinerSession(asyncio.Protocol):
         self._stats: WorkerStats | None = None
         self._worker_stats: dict[str, WorkerStats] = {}
         self.pending_forwards = 0
+
+    @property
+    def closing(self) -> bool:
+        """No more input is handled (answers to what is in flight still go out)."""
+        return self.state.closing
+
+    def _closed_now(self) -> None:
+        """The transport is gone or refused: nothing more in or out."""
+        if self.state.allows(Event.CLOSE):
+            self.state.handle(Event.CLOSE)
+        self.closed = True
 
     @property
     def config(self) -> Config:
@@ -301,7 +306,7 @@ class MinerSession(asyncio.Protocol):
         server = self.server
         if len(server.sessions) >= self.config.server.max_miners:
             server.stats.connection("rejected_limit")
-            self.closing = self.closed = True
+            self._closed_now()
             self.transport.abort()
             return
         if self.config.server.proxy_protocol:
@@ -309,7 +314,7 @@ class MinerSession(asyncio.Protocol):
             if not peername or not is_trusted(str(peername[0]), self.config.server.trusted_networks):
                 server.stats.connection("rejected_untrusted_proxy")
                 self.log.debug("closing: PROXY header expected from a trusted balancer only")
-                self.closing = self.closed = True
+                self._closed_now()
                 self.transport.abort()
                 return
             self._proxy_header = ProxyHeaderParser()
@@ -321,7 +326,7 @@ class MinerSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Free the extranonce prefix and forget the session."""
-        self.closing = self.closed = True
+        self._closed_now()
         registered = self in self.server.sessions
         self.server.sessions.discard(self)
         self.server.pools.detach(self)
@@ -393,7 +398,7 @@ class MinerSession(asyncio.Protocol):
         """The miner stopped reading and WRITE_HIGH_WATER bytes piled up: drop it."""
         self.server.stats.connection("closed_not_reading")
         self.log.info("closing: miner is not reading")
-        self.closing = self.closed = True
+        self._closed_now()
         if self.transport is not None:
             self.transport.abort()
 
@@ -438,6 +443,8 @@ class MinerSession(asyncio.Protocol):
     # ------------------------------------------------------------------ handshake
 
     def _on_configure(self, msg: Configure) -> None:
+        if self.state.allows(Event.CONFIGURE):
+            self.state.handle(Event.CONFIGURE)
         result: dict[str, object] = {}
         params = msg.params.parameters
         for extension in msg.params.extensions:
@@ -500,7 +507,7 @@ class MinerSession(asyncio.Protocol):
             self._send(self.server.encoder.encode(SetVersionMask(params=params)))
 
     def _on_subscribe(self, msg: Subscribe) -> None:
-        if self.subscribed:
+        if self.state.subscribed:
             self._reply_subscribe(msg.id)
             return
         self.user_agent = msg.params.user_agent[:128]
@@ -563,7 +570,7 @@ class MinerSession(asyncio.Protocol):
         self.sync_version_mask()
 
     def _subscribed(self, request_id: RequestId) -> None:
-        self.subscribed = True
+        self.state.handle(Event.SUBSCRIBE)
         self._reply_subscribe(request_id)
         self._maybe_start()
 
@@ -577,6 +584,11 @@ class MinerSession(asyncio.Protocol):
         self._reply(request_id, result)
 
     def _on_authorize(self, msg: Authorize) -> None:
+        if not self.state.allows(Event.AUTHORIZE):
+            # The protocol: subscribe first. A name must not become a series (or take a
+            # worker slot) on a connection that never asked for work.
+            self._send(_NOT_SUBSCRIBED.reply(msg.id))
+            return
         name = msg.params.username
         if not name or len(name) > MAX_WORKER_NAME or not name.isprintable():
             self._send(_UNAUTHORIZED.reply(msg.id))
@@ -586,7 +598,7 @@ class MinerSession(asyncio.Protocol):
                 self._send(error_tail(24, "Too many workers on one connection").reply(msg.id))
                 return
             self._add_worker(name)
-        self.authorized = True
+        self.state.handle(Event.AUTHORIZE)
         self._send(TRUE_REPLY.reply(msg.id))
         self._maybe_start()
 
@@ -632,9 +644,9 @@ class MinerSession(asyncio.Protocol):
 
     def _maybe_start(self) -> None:
         """Once subscribed and authorized: difficulty, then the current job."""
-        if self.mining or not (self.subscribed and self.authorized) or self.upstream is None:
+        if self.state.state is not State.AUTHORIZED or self.upstream is None:
             return
-        self.mining = True
+        self.state.handle(Event.START)
         self._send_difficulty(self.vardiff.difficulty)
         line = self.upstream.current_line
         if line is not None:
@@ -771,7 +783,7 @@ class MinerSession(asyncio.Protocol):
             return
         book = self.upstream.book
         self.validator.set_difficulty(difficulty, book.ids.next_seq)
-        if not self.mining:
+        if not self.state.mining:
             return
         self._send_difficulty(difficulty)
         current = book.current
@@ -794,7 +806,7 @@ class MinerSession(asyncio.Protocol):
         if new is None or self.validator is None:
             return None
         self.validator.set_difficulty(new, seq)
-        return new if self.mining else None
+        return new if self.state.mining else None
 
     @property
     def wanted_difficulty(self) -> float:
@@ -811,7 +823,7 @@ class MinerSession(asyncio.Protocol):
 
     def send_job(self, line: bytes) -> None:
         """A new job line from this session's upstream connection."""
-        if self.mining and not self.closed and self.transport is not None:
+        if self.state.mining and not self.closed and self.transport is not None:
             self.transport.write(line)
 
     def moved(self, old_extranonce1: bytes, old_size: int) -> None:
@@ -822,7 +834,7 @@ class MinerSession(asyncio.Protocol):
         Either way a fresh job id follows (cpuminer-multi keeps the old extranonce1 while
         the job id repeats).
         """
-        if not self.subscribed:
+        if not self.state.subscribed:
             return
         if (self.extranonce1, self.extranonce2_size) != (old_extranonce1, old_size):
             if not self.extranonce_subscribed:
@@ -830,7 +842,7 @@ class MinerSession(asyncio.Protocol):
                 return
             params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
             self._send(self.server.encoder.encode(SetExtranonce(params=params)))
-        if self.mining and self.upstream is not None:
+        if self.state.mining and self.upstream is not None:
             self._send_difficulty(self.vardiff.difficulty)
             line = self.upstream.clean_line()  # clean: work for the old connection is over
             if line is not None:
@@ -851,9 +863,9 @@ class MinerSession(asyncio.Protocol):
         wire_wait = int(wait) if float(wait).is_integer() else wait
         params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
         self._send(self.server.encoder.encode(Reconnect(params=params)))
-        if self.leaving or self.closing:
-            return
-        self.leaving = True
+        if not self.state.allows(Event.LEAVE):
+            return  # already leaving, or closed
+        self.state.handle(Event.LEAVE)
         asyncio.get_running_loop().call_later(RECONNECT_GRACE, self.close, "reconnect requested")
 
     # ------------------------------------------------------------------ plumbing
@@ -862,13 +874,13 @@ class MinerSession(asyncio.Protocol):
         """Timeouts and vardiff for a miner that stopped submitting."""
         if self.closing:
             return
-        if not self.mining and now > self.handshake_deadline:
+        if not self.state.mining and now > self.handshake_deadline:
             self.server.stats.connection("closed_handshake_timeout")
             self.close("handshake timeout")
         elif now - self.last_activity > self.config.server.idle_timeout:
             self.server.stats.connection("closed_idle")
             self.close("idle timeout")
-        elif self.mining:
+        elif self.state.mining:
             self._apply(self.vardiff.poll(now))
 
     def _reply(self, request_id: RequestId, result: object) -> None:
@@ -884,7 +896,7 @@ class MinerSession(asyncio.Protocol):
         answered first (the upstream side answers them within ``submit_timeout``)."""
         if self.closing:
             return
-        self.closing = True
+        self.state.handle(Event.CLOSE)
         self._abandon_waiting()
         self.log.debug("closing", reason=reason, pending=self.pending_forwards)
         if not self.pending_forwards:

@@ -12,7 +12,10 @@ class PlacedMiner(MinerLink, Protocol):
 
     extranonce1: bytes
     extranonce2_size: int
-    closing: bool
+
+    @property
+    def closing(self) -> bool:
+        """True once the session handles no more input."""
 
     def attached(self, channel: Channel, prefix: bytes, previous: Channel | None = None) -> None:
         """Placed on ``channel`` with ``prefix`` (``previous``: the channel it was moved from)."""

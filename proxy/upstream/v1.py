@@ -14,10 +14,8 @@ surface. Its owner (the routing layer) hears of it through :class:`ChannelOwner`
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Any, Final, Generic, Protocol, TypeVar, cast
 
-import msgspec
 import structlog
 
 from proxy import __version__
@@ -42,6 +40,13 @@ from proxy.stratum.messages import (
     ShowMessage,
 )
 from proxy.upstream.channel import MinerLink
+from proxy.upstream.handshake import (
+    HandshakeError,
+    granted_mask,
+    layout_problem,
+    parse_subscribe,
+    suggestion_due,
+)
 from proxy.upstream.jobs import JobFeed, NewJob
 from proxy.upstream.submits import PendingShare, RequestTable
 
@@ -56,9 +61,6 @@ SUGGEST_INTERVAL: Final = 10.0
 RETIRE_GRACE: Final = 5.0
 """Seconds a retired connection stays open for shares on its jobs (a miner that was just
 moved away sees the new job within milliseconds; this covers shares already in flight)."""
-
-SUGGEST_HYSTERESIS: Final = 1.5
-"""Only suggest when miners want at least this much more than the pool gives."""
 
 
 class PoolHandle(Protocol):
@@ -289,29 +291,19 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             handler(msg)
 
     def _on_configure_result(self, msg: Response) -> None:
-        try:
-            result = msgspec.json.decode(msg.result)
-            if isinstance(result, dict) and result.get("version-rolling") is True:
-                self.version_mask = int(str(result.get("version-rolling.mask", "0")), 16) & 0xFFFFFFFF
-        except (msgspec.DecodeError, ValueError):
-            self.version_mask = 0
+        self.version_mask = granted_mask(msg.result)
         self.log.debug("pool version rolling", mask=f"{self.version_mask:08x}")
 
     def _on_subscribe_result(self, msg: Response) -> None:
         if self._subscribed:
             return  # a second result must not re-layout prefixes miners already hold
         try:
-            subscriptions, extranonce1, size = msgspec.json.decode(msg.result, type=tuple[Any, str, int])
-            e1 = bytes.fromhex(extranonce1)
-        except (msgspec.DecodeError, ValueError):
-            self._handshake_failed(f"bad subscribe result: {bytes(msg.result)[:200]!r}")
+            result = parse_subscribe(msg.result)
+        except HandshakeError as exc:
+            self._handshake_failed(str(exc))
             return
-        problem = _layout_problem(e1, size)
-        if problem:
-            self._handshake_failed(problem)
-            return
-        self._set_layout(e1, size)
-        self.session_id = _notify_session_id(subscriptions)
+        self._set_layout(result.extranonce1, result.extranonce2_size)
+        self.session_id = result.session_id
         self._subscribed = True
         self._maybe_ready()
 
@@ -405,7 +397,7 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             e1 = bytes.fromhex(extranonce1_hex)
         except ValueError:
             e1, size = b"", -1
-        problem = _layout_problem(e1, size)
+        problem = layout_problem(e1, size)
         if problem or not self._subscribed:
             self.log.warning("pool sent an unusable mining.set_extranonce; closing", problem=problem)
             self.close()
@@ -458,17 +450,12 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             self._maybe_suggest()
 
     def _maybe_suggest(self) -> None:
-        """Ask the pool for a higher difficulty when the miners would want it.
-
-        A miner's difficulty is capped at the pool's (so no work is lost), which makes a
-        fast miner under a low pool difficulty submit far more shares than it should. When
-        the miners would go higher, suggesting the highest wanted difficulty lets them:
-        every share the pool then credits is still found by miners at or below it.
-        """
+        """Ask the pool for the difficulty the miners want, when it is clearly higher."""
         if not self.manager.config.upstream.suggest_difficulty or not self.miners:
             return
-        wanted = suggestion(max(session.wanted_difficulty for session in self.miners))
-        if wanted > self.difficulty * SUGGEST_HYSTERESIS and wanted != self.suggested:
+        most = max(session.wanted_difficulty for session in self.miners)
+        wanted = suggestion_due(most, self.difficulty, self.suggested)
+        if wanted is not None:
             self.suggested = wanted
             self.log.info("suggesting difficulty to pool", difficulty=wanted, current=self.difficulty)
             self._request(None, "mining.suggest_difficulty", [wanted])
@@ -611,33 +598,3 @@ class ShareForwarder(Generic[S]):
         """Answer every share in flight with its local verdict (shutdown)."""
         for share in self.conn.requests.take_shares():
             self.settle(share, None)
-
-
-def _notify_session_id(subscriptions: object) -> str | None:
-    """The session id of a subscribe result's ``mining.notify`` entry, if it has one."""
-    if not isinstance(subscriptions, list):
-        return None
-    for entry in subscriptions:
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == "mining.notify":
-            sid = entry[1]
-            if isinstance(sid, str) and 0 < len(sid) <= 64:
-                return sid
-    return None
-
-
-def suggestion(wanted: float) -> float | int:
-    """The value sent in ``mining.suggest_difficulty``: an integer from 1 up, rounded down.
-
-    ckpool parses the parameter only as an integer ("Failed to parse suggest_difficulty"
-    for 3.3). Rounding down keeps every miner at or below what the pool then gives, so no
-    miner is clamped above its pool. Below 1 an integer cannot express it: sent as is.
-    """
-    return math.floor(wanted) if wanted >= 1 else wanted
-
-
-def _layout_problem(extranonce1: bytes, extranonce2_size: int) -> str:
-    """Why a pool's extranonce layout is unusable, or "" when it is fine."""
-    if not 1 <= extranonce2_size <= 32 or len(extranonce1) > 32:
-        sizes = f"extranonce1 {len(extranonce1)} bytes, extranonce2 {extranonce2_size}"
-        return f"unusable extranonce layout: {sizes}"
-    return ""

@@ -137,3 +137,15 @@ async def test_a_miner_that_disconnects_mid_share_does_not_disturb_the_pool_side
         await asyncio.sleep(0)
         await wait_until(lambda: len(proxy.server.sessions) == 1)
         await _still_accepting(good)
+
+
+async def test_authorize_before_subscribe_is_refused_without_a_worker_series() -> None:
+    async with running_pool() as pool, running_proxy(proxy_config([pool.port])) as proxy:
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        reply = await miner.request("mining.authorize", ["farm.early", "x"])
+        assert reply["result"] is None and reply["error"][0] == 25
+        assert "farm.early" not in proxy.stats.workers
+        # The usual order still works on the same connection.
+        await miner.handshake()
+        assert "farm.w1" in proxy.stats.workers
+        await miner.close()

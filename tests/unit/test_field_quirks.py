@@ -9,7 +9,7 @@ from proxy.mining.job import Job, JobBook, JobIds
 from proxy.mining.share import ShareValidator, Verdict
 from proxy.mining.target import target_from_difficulty
 from proxy.mining.vardiff import RAISE_HOLD_WINDOWS, SHARES_PER_RETARGET, Vardiff
-from proxy.upstream.v1 import suggestion
+from proxy.upstream.handshake import suggestion
 from tests.unit.support import JOB_NTIME, REGTEST_NBITS, WORKER, find_nonce, make_job, make_validator
 
 EN2_HEX = "00000001"  # find_nonce's default extranonce2
