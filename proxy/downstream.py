@@ -677,9 +677,7 @@ class MinerSession(asyncio.Protocol):
             else:
                 self._forward(request_id, stats, validator, verdict)
         else:
-            self._send(_REJECT_TAILS[verdict].reply(request_id))
-            if stats is not None:
-                stats.counts[verdict] += 1
+            self._reject(request_id, stats, verdict)
             return
         new_difficulty = self.vardiff.on_share(self.last_activity, validator.difficulty)
         if new_difficulty is not None:
@@ -720,9 +718,7 @@ class MinerSession(asyncio.Protocol):
             self.pending_forwards += 1
             upstream.forward(self, request_id, stats, validator, _LOW_DIFFICULTY)
             return False
-        self._send(_REJECT_TAILS[_LOW_DIFFICULTY].reply(request_id))
-        if stats is not None:
-            stats.counts[_LOW_DIFFICULTY] += 1
+        self._reject(request_id, stats, _LOW_DIFFICULTY)
         return False
 
     def _upstream_for(self, validator: ShareValidator) -> Channel | None:
@@ -733,9 +729,15 @@ class MinerSession(asyncio.Protocol):
         base = job.base
         if upstream is None or upstream.book.jobs.get(base.job_id) is not base:
             upstream = self.previous_upstream  # a job of the connection we were moved from
-        if upstream is None or upstream.closing:
+        if upstream is None or not upstream.accepts_shares:
             return None
         return upstream
+
+    def _reject(self, request_id: RequestId, stats: WorkerStats | None, verdict: Verdict) -> None:
+        """Answer a share with our own reject for ``verdict``, and count it."""
+        self._send(_REJECT_TAILS[verdict].reply(request_id))
+        if stats is not None:
+            stats.counts[verdict] += 1
 
     def _credit(self, stats: WorkerStats | None, difficulty: float) -> None:
         if stats is not None:
@@ -759,9 +761,7 @@ class MinerSession(asyncio.Protocol):
         networks only) is accepted only when the pool accepts it, else it is our reject.
         """
         if verdict is _LOW_DIFFICULTY and (reply is None or not reply.accepted):
-            self._send(_REJECT_TAILS[_LOW_DIFFICULTY].reply(request_id))
-            if stats is not None:
-                stats.counts[_LOW_DIFFICULTY] += 1
+            self._reject(request_id, stats, _LOW_DIFFICULTY)
         elif reply is None or reply.accepted:
             self._send(TRUE_REPLY.reply(request_id))
             self._credit(stats, difficulty)
@@ -814,7 +814,10 @@ class MinerSession(asyncio.Protocol):
         return self.vardiff.wanted
 
     def detached(self) -> None:
-        """Routing took this miner off its channel (it is gone); a new place follows."""
+        """Routing took this miner off its channel; a new place follows. Shares on that
+        channel's jobs still go to it (it may be waiting for its pool to resume it)."""
+        if self.upstream is not None:
+            self.previous_upstream = self.upstream
         self.upstream = None
 
     def on_version_mask(self) -> None:

@@ -44,7 +44,8 @@ class PoolConnector:
     async def _connect(self, pool: PoolState) -> None:
         loop = asyncio.get_running_loop()
         host, port = pool.redirect or (pool.config.host, pool.config.port)
-        conn = Conn(self.owner, pool, self.ids, resume_session=pool.session_id)
+        resume = pool.resume_from.session_id if pool.resume_from is not None else None
+        conn = Conn(self.owner, pool, self.ids, resume_session=resume)
         # Listed before connecting: the handshake can complete before this coroutine resumes.
         pool.connections.append(conn)
         try:

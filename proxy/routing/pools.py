@@ -27,6 +27,7 @@ from proxy.routing.policy import PoolHealth
 from proxy.routing.ports import PlacedMiner
 from proxy.routing.state import Conn, PoolState, rebuild_pools
 from proxy.stratum.codec import ShareReply
+from proxy.upstream.submits import PendingShare
 
 if TYPE_CHECKING:
     from proxy.config import Config
@@ -147,7 +148,6 @@ class PoolManager:
             return
         pool = conn.state
         pool.backoff = 0.0
-        pool.session_id = conn.session_id or pool.session_id
         pool.resubmit_carried(conn)
         self._last_mask = conn.version_mask
         if pool.healthy_since is None:
@@ -163,6 +163,12 @@ class PoolManager:
         it never worked."""
         pool = conn.state
         self._carry(conn)
+        if conn.redirected and conn.session_id and not self._closing and not pool.removed:
+            if pool.resume_from is not None:
+                pool.resume_from.jobs.void_all()  # an older one: no longer resumable
+            pool.resume_from = conn
+        elif conn.redirected:
+            conn.jobs.void_all()
         if conn in pool.connections:
             pool.connections.remove(conn)
         if not conn.retired and not self._closing and not pool.removed:
@@ -183,7 +189,29 @@ class PoolManager:
             for share in pending:
                 conn.shares.settle(share, None)
             return
-        conn.state.carried.extend((conn, share) for share in pending)
+        for share in pending:
+            self.carry(conn, share)
+
+    def carry(self, conn: Conn, share: PendingShare) -> None:
+        """Keep a share of a connection the pool sent away until a connection resumes its
+        session (sent there at once if one already has), or its timeout."""
+        for ready in conn.state.ready_connections():
+            if ready.shares.same_session_as(conn):
+                ready.shares.resubmit(share)
+                return
+        conn.state.carried.append((conn, share))
+
+    def upstream_subscribed(self, conn: Conn) -> None:
+        """A new connection has its layout: if the pool resumed the session of the one it
+        sent away, that one's jobs carry on here; else they are void."""
+        pool = conn.state
+        lost, pool.resume_from = pool.resume_from, None
+        if lost is None:
+            return
+        if conn.shares.same_session_as(lost):
+            conn.jobs.adopt(lost.jobs)
+        else:
+            lost.jobs.void_all()
 
     def upstream_leaving(self, conn: Conn) -> None:
         """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
@@ -197,8 +225,8 @@ class PoolManager:
         """Move the miners of a connection that is going away to the best place left."""
         pool = conn.state
         orphans = self._miners_of(conn)
-        conn.miners.clear()
         if not orphans or self._closing:
+            conn.miners.clear()
             return
         if pool is self.active and pool.is_ready:
             target: PoolState | None = pool
@@ -207,6 +235,9 @@ class PoolManager:
             if target is not None and target is not self.active:
                 log.warning("failing over", from_pool=pool.name, to_pool=target.name)
                 self.active = target
+        if target is None and not conn.closed:
+            return  # sent away with nowhere else to go: they mine its jobs until it closes
+        conn.miners.clear()
         for session in orphans:
             # A connection still open (asked to reconnect) stays the miner's previous
             # one (see move), so shares on its jobs get the pool's verdict.

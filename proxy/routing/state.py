@@ -39,10 +39,16 @@ class PoolState:
         self.latency = 0.0  # seconds the last forwarded share took to be answered
         self.removed = False  # dropped from the config by a reload; miners leave it
         self.latency_metric: Any = None  # its submit-latency histogram child, looked up once
-        self.session_id: str | None = None  # the pool's id of our last session, for resuming it
         # Shares in flight when a connection was lost, with that connection: sent again on
         # the next one if the pool resumes the session, else answered locally.
         self.carried: list[tuple[Conn, PendingShare]] = []
+        # The connection the pool last sent away (client.reconnect): the next connection
+        # offers its session id, and takes over its jobs if the pool resumes the session.
+        self.resume_from: Conn | None = None
+        # Block candidates below the pool's difficulty (test networks only) are sent until
+        # the pool refuses one: then it evidently does not take them as blocks. Kept per
+        # pool, not per connection, so a reconnect does not offer another one.
+        self.takes_easy_candidates = True
 
     @property
     def name(self) -> str:

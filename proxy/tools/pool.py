@@ -184,6 +184,9 @@ class PoolConfig:
     ``[]`` in the same write (the client reads both at once), then the pool closes the
     connection (buffered output still flushed). ``PoolStats.reconnects_after_reject``
     counts it. Every reject does it, whatever the reason."""
+    reconnect_first: bool = False
+    """With ``reconnect_after_reject``: the ``client.reconnect`` comes first in that write,
+    the reject after it (a client that acts on the reconnect at once loses the verdict)."""
     blocks_need_share_difficulty: bool = False
     """ckpool 0.9.9 on regtest: a share that meets the network target but not the
     connection's share difficulty is rejected with the older ckpool reply
@@ -795,7 +798,10 @@ class ShareJudge:
         # One write, so the client reads the verdict and the reconnect together, as it does
         # from ckpool; close() flushes what is buffered before the socket goes.
         pool.stats.reconnects_after_reject += 1
-        session.write(_RECONNECT_HERE if pool.mute_replies else reply + _RECONNECT_HERE)
+        if pool.mute_replies:
+            session.write(_RECONNECT_HERE)
+        else:
+            session.write(_RECONNECT_HERE + reply if pool.config.reconnect_first else reply + _RECONNECT_HERE)
         session.close()
 
     def _credit(self, session: PoolSession, worker: str, job: Job, block: bool, hash_int: int) -> None:

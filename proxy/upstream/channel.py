@@ -90,6 +90,10 @@ class Channel(Protocol):
         """True once the channel is closing: nothing more can be sent on it."""
 
     @property
+    def accepts_shares(self) -> bool:
+        """True while a share on its jobs can still get the pool's verdict through it."""
+
+    @property
     def takes_easy_candidates(self) -> bool:
         """False once the pool refused a block candidate below its difficulty (test networks)."""
 

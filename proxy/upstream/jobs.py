@@ -75,7 +75,8 @@ class JobFeed:
             # A difficulty change rides on it: it goes out under a new id, but the old id
             # (the same work, renamed upstream like the new one) stays valid.
             repeated.upstream_job_id = params.job_id
-            self.book.void_others(repeated)
+            if params.clean_jobs:
+                self.book.void_others(repeated)
             params = msgspec.structs.replace(params, clean_jobs=False)
         job_id, seq = self.book.ids.take()
         job = Job.from_fields(
@@ -128,6 +129,19 @@ class JobFeed:
         if self._clean_line is None and self.current_notify is not None:
             self._clean_line = encode_notify(msgspec.structs.replace(self.current_notify, clean_jobs=True))
         return self._clean_line
+
+    def adopt(self, lost: JobFeed) -> None:
+        """The pool resumed the session of a lost connection on this one (same
+        extranonce1): its jobs are still the pool's, and miners hold their ids, so they
+        stay valid here, and a resend of the current one is recognised as a repeat."""
+        self.book.jobs.update(lost.book.jobs)
+        self.book.current = lost.book.current
+        self.book.upstream_target = lost.book.upstream_target
+        self.difficulty = lost.difficulty
+        self.current_notify, self.current_line = lost.current_notify, lost.current_line
+        self._clean_line, self._pool_notify = lost._clean_line, lost._pool_notify
+        lost.book.jobs = {}  # handed over, not voided
+        lost.book.current = None
 
     def void_all(self, *, force_clean: bool = False) -> None:
         """Every job is void (connection lost, or our extranonce1 changed: then the next

@@ -86,6 +86,9 @@ class PoolHandle(Protocol):
     def block_accepted(self, stats: WorkerStats | None, block_hash: int) -> None:
         """The pool accepted a block candidate."""
 
+    takes_easy_candidates: bool
+    """False once the pool refused a block candidate below its difficulty."""
+
 
 S = TypeVar("S", bound=PoolHandle)
 
@@ -117,6 +120,12 @@ class ChannelOwner(Protocol[S]):
 
     def share_settled(self, conn: UpstreamConnection[S], reply: ShareReply | None, latency: float) -> None:
         """A forwarded share was answered (None: it was not)."""
+
+    def upstream_subscribed(self, conn: UpstreamConnection[S]) -> None:
+        """The pool gave the connection its extranonce layout (it may have resumed a session)."""
+
+    def carry(self, conn: UpstreamConnection[S], share: PendingShare) -> None:
+        """A share for a closed connection whose session the pool may resume: keep it."""
 
 
 class UpstreamConnection(asyncio.Protocol, Generic[S]):
@@ -162,9 +171,6 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
         self.requests = RequestTable()
         self._leave_requested = False  # client.reconnect seen in the read being handled
         self.redirected = False  # the pool sent us away: its session may be resumed
-        # Block candidates below the pool's difficulty (test networks only) are sent until
-        # the pool refuses one: then it evidently does not take them as blocks.
-        self.takes_easy_candidates = True
         self.miners: set[MinerLink] = set()
         self.shares: ShareForwarder[S] = ShareForwarder(self)
         # The Channel's submit entry point, bound once: the share path makes one call.
@@ -199,6 +205,16 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
         return self.jobs.clean_line()
 
     @property
+    def takes_easy_candidates(self) -> bool:
+        """False once the pool refused a block candidate below its difficulty."""
+        return self.state.takes_easy_candidates
+
+    @property
+    def accepts_shares(self) -> bool:
+        """Open, or sent away by the pool (its shares wait for the session's resume)."""
+        return not self.closing or self.redirected
+
+    @property
     def pending(self) -> dict[int, PendingShare]:
         """Forwarded shares waiting for the pool's verdict, by our request id."""
         return self.requests.shares
@@ -225,9 +241,10 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
         """Tell the owner, which carries the shares in flight to the next connection
         (or answers them with their local verdict)."""
         was_ready = self.ready
-        self.closed = True
+        self.closed = self.closing = True
         self.ready = False
-        self.jobs.void_all()
+        if not self.redirected:
+            self.jobs.void_all()  # else routing decides: the pool may resume this session
         self.log.info("pool disconnected", reason=str(exc) if exc else "closed", was_ready=was_ready)
         self.manager.upstream_lost(self)
 
@@ -304,6 +321,7 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             return
         self._set_layout(result.extranonce1, result.extranonce2_size)
         self.session_id = result.session_id
+        self.manager.upstream_subscribed(self)
         self._subscribed = True
         self._maybe_ready()
 
@@ -543,6 +561,9 @@ class ShareForwarder(Generic[S]):
         """Send a share: new, or in flight on a lost connection of the same pool session
         (same extranonce1), which then gets the pool's verdict after all. Its timeout runs
         from the first send."""
+        if self.conn.closed:
+            self.conn.manager.carry(self.conn, pending)  # sent away: wait for the resume
+            return
         submit_id = self.conn.requests.share(pending)
         self.conn.send_line(
             self.conn.encoder.encode({"id": submit_id, "method": "mining.submit", "params": pending.params})
@@ -586,8 +607,8 @@ class ShareForwarder(Generic[S]):
             if pending.stats is not None:
                 pending.stats.blocks += 1
             self.conn.state.block_accepted(pending.stats, pending.block_hash)
-        elif self.conn.takes_easy_candidates and reply.code != 21 and pending.below_pool:
-            self.conn.takes_easy_candidates = False
+        elif self.conn.state.takes_easy_candidates and reply.code != 21 and pending.below_pool:
+            self.conn.state.takes_easy_candidates = False
             self.conn.log.warning(
                 "pool refuses block candidates below its share difficulty (a test network?);"
                 " no more are sent on this connection",
@@ -596,5 +617,5 @@ class ShareForwarder(Generic[S]):
 
     def flush_pending(self) -> None:
         """Answer every share in flight with its local verdict (shutdown)."""
-        for share in self.conn.requests.take_shares():
+        for share in self.take_pending():
             self.settle(share, None)

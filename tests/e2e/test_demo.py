@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+@pytest.mark.slow
 def test_demo_runs_pool_proxy_and_miners_with_shares_flowing() -> None:
     done = subprocess.run(
         [

@@ -116,6 +116,7 @@ async def _drive_known_outcomes(proxy: Proxy) -> list[ScriptedMiner]:
     return [a, b]  # still connected: the caller checks stratum_proxy_miners_connected
 
 
+@pytest.mark.slow
 async def test_prometheus_sees_exactly_what_the_miners_did(tmp_path: Path) -> None:
     _require_prometheus()
     async with running_pool(difficulty=1.0) as pool, running_proxy(proxy_config([pool.port])) as proxy:

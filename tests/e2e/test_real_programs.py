@@ -87,6 +87,15 @@ def _below(share: FoundShare, difficulty: float) -> bool:
     return share.hash_int > target_from_difficulty(difficulty)
 
 
+def _easy_candidate(miner: ScriptedMiner, pool_difficulty: float) -> FoundShare:
+    """A share meeting the miner's target and regtest's, not the pool's."""
+    network = target_from_nbits(REGTEST)
+    while True:
+        share = miner.find_share()
+        if share.hash_int <= network and _below(share, pool_difficulty):
+            return share
+
+
 async def test_easy_network_candidates_are_answered_from_the_miners_target() -> None:
     # Regtest: nearly every hash meets the network target, so every share is a "block
     # candidate". ckpool answers those below its difficulty "Above target"; minerd was told
@@ -98,19 +107,15 @@ async def test_easy_network_candidates_are_answered_from_the_miners_target() -> 
     ):
         miner = await ScriptedMiner.connect(proxy.ports[0])
         await miner.handshake()
-        network = target_from_nbits(REGTEST)
 
         def easy_candidate() -> FoundShare:
-            while True:
-                share = miner.find_share()
-                if share.hash_int <= network and _below(share, pool_difficulty):
-                    return share
+            return _easy_candidate(miner, pool_difficulty)
 
         assert (await miner.submit(easy_candidate()))["result"] is True
         # A share the pool does want: its answer comes back after the pool's word on the
         # first one (one ordered stream), and it is a real block at the pool.
         block = miner.find_share(above=pool_difficulty)
-        assert block.hash_int <= network
+        assert block.hash_int <= target_from_nbits(REGTEST)
         assert (await miner.submit(block))["result"] is True
         assert pool.stats.rejected[ABOVE_TARGET] == 1  # the first candidate was offered
         for _ in range(8):
@@ -259,3 +264,85 @@ async def test_upgrade_with_reuse_port_moves_cpuminer_like_miners_to_the_new_pro
     assert totals.ignored_reconnects == 0  # every reconnect named the host
     assert totals.unanswered == 0
     assert totals.reconnects == 20
+
+
+async def test_a_verdict_after_the_reconnect_in_the_same_read_reaches_the_miner() -> None:
+    # The reconnect first, then the reject, in one write: a client acting on the reconnect
+    # at once drops the verdict behind it and invents one.
+    async with (
+        running_pool(reject_every=1, reconnect_after_reject=True, reconnect_first=True) as pool,
+        running_proxy(proxy_config([pool.port], upstream=FAST)) as proxy,
+    ):
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        await miner.handshake()
+        reply = await miner.submit(miner.find_share(above=1e-6))
+        assert reply["result"] is not True and reply["error"][0] == 20
+        assert pool.stats.reconnects_after_reject == 1
+        assert proxy.stats.workers["farm.w1"].upstream_timeouts == 0
+        await miner.close()
+
+
+async def test_shares_while_the_pool_sends_us_away_reach_the_resumed_session() -> None:
+    # One pool, which sends us away for two seconds: shares found meanwhile wait for the
+    # new connection, which resumes the session, instead of being answered by us.
+    async with running_pool() as pool, running_proxy(proxy_config([pool.port], upstream=FAST)) as proxy:
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        await miner.handshake()
+        (first,) = pool.started_sessions
+        pool.reconnect(host="127.0.0.1", port=pool.port, wait=2)
+        await wait_until(lambda: not pool.started_sessions)  # we left
+        reply = await miner.submit(miner.find_share(above=1e-6))
+        assert reply["result"] is True
+        assert pool.stats.accepted == 1  # the pool credited it: the verdict is the pool's
+        (resumed,) = pool.started_sessions
+        assert resumed.extranonce1 == first.extranonce1
+        assert proxy.stats.workers["farm.w1"].upstream_timeouts == 0
+        await miner.close()
+
+
+async def test_a_minerd_fleet_keeps_its_job_ids_across_a_resumed_pool_session() -> None:
+    async with (
+        running_pool(difficulty=1e-6) as pool,
+        running_proxy(proxy_config([pool.port], initial=1e-6)) as proxy,
+    ):
+        fleet = Fleet(SimConfig(port=proxy.ports[0], hashrate=20_000, keep_work_if_header_unchanged=True), 2)
+        await fleet.start()
+        await fleet.wait_ready()
+        (first,) = pool.started_sessions
+        before = pool.stats.accepted
+        pool.reconnect()
+        await wait_until(lambda: bool(pool.started_sessions) and pool.started_sessions[0] is not first)
+        await wait_until(lambda: pool.stats.accepted >= before + 10, 30.0)
+        totals = await fleet.stop()
+        assert pool.started_sessions[0].extranonce1 == first.extranonce1  # resumed
+        assert totals.rejected.get(21, 0) == 0  # no "Job not found" after the resume
+        assert pool.stats.rejected_total == 0
+
+
+async def test_a_pool_that_refused_an_easy_candidate_gets_none_after_a_reconnect() -> None:
+    pool_difficulty = 1e-5
+    async with (
+        running_pool(
+            difficulty=pool_difficulty,
+            nbits=REGTEST,
+            blocks_need_share_difficulty=True,
+            reconnect_after_reject=True,
+        ) as pool,
+        running_proxy(proxy_config([pool.port], upstream=FAST)) as proxy,
+    ):
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        await miner.handshake()
+
+        def easy_candidate() -> FoundShare:
+            return _easy_candidate(miner, pool_difficulty)
+
+        assert (await miner.submit(easy_candidate()))["result"] is True
+        await wait_until(lambda: pool.stats.reconnects_after_reject == 1)
+        await wait_until(lambda: proxy.pools.active is not None and proxy.pools.active.is_ready)
+        for _ in range(5):
+            assert (await miner.submit(easy_candidate()))["result"] is True
+        # Through the pool, after the candidates: the pool has seen all it was sent.
+        assert (await miner.submit(miner.find_share(above=pool_difficulty)))["result"] is True
+        assert pool.stats.rejected[ABOVE_TARGET] == 1
+        assert pool.stats.reconnects_after_reject == 1
+        await miner.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from proxy.app import Proxy
 from proxy.config import load_config
@@ -194,6 +195,7 @@ async def _connect_when_up(port: int) -> ScriptedMiner:
     raise AssertionError("the proxy process never listened")
 
 
+@pytest.mark.slow
 async def test_sighup_reloads_and_sigterm_drains_a_real_process(tmp_path: Path) -> None:
     async with running_pool(difficulty=1e-6) as pool:
         port = free_port()

@@ -23,6 +23,7 @@ async def _started(path: Path) -> Proxy:
     return proxy
 
 
+@pytest.mark.slow
 async def test_reload_during_drain_is_refused_and_opens_nothing(tmp_path: Path) -> None:
     async with running_pool() as pool:
         path = tmp_path / "proxy.toml"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from proxy.tools import wait_until
 from tests.e2e.support import ScriptedMiner, proxy_config, running_pool, running_proxy
 
 
+@pytest.mark.slow
 async def test_a_miner_that_never_reads_is_dropped_and_others_keep_mining() -> None:
     async with running_pool() as pool, running_proxy(proxy_config([pool.port])) as proxy:
         good = await ScriptedMiner.connect(proxy.ports[0], worker="farm.good")
