@@ -18,16 +18,23 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, TypedDict, cast
+from typing import Any, Final, cast
 
 import msgspec
 import structlog
 
-from proxy.config import Config, DifficultyConfig, parse_listen_address
+from proxy.config import Config, parse_listen_address
 from proxy.mining.share import ShareValidator, Verdict
-from proxy.mining.target import difficulty_from_target
 from proxy.mining.vardiff import Vardiff
 from proxy.routing.ports import Placement
+from proxy.session.handshake import (
+    VersionRolling,
+    minimum_difficulty,
+    resume_prefix,
+    suggested_difficulty,
+    valid_worker_name,
+    vardiff_settings,
+)
 from proxy.session.state import Event, SessionState, State
 from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
 from proxy.stratum.codec import (
@@ -72,9 +79,6 @@ def _session_log(**context: str) -> Any:
     that changes the log level or format applies to connections already open."""
     return structlog.get_logger("proxy.downstream", **context)
 
-
-MAX_WORKER_NAME: Final = 256
-"""Longest worker name accepted at authorize; it becomes a metric label."""
 
 ERROR_REFILL_SECONDS: Final = 10.0
 """The error budget refills one error per this many seconds (a leaky bucket)."""
@@ -210,14 +214,13 @@ class MinerSession(asyncio.Protocol):
         "last_activity",
         "local_address",
         "log",
-        "miner_mask",
         "peer",
         "pending_forwards",
         "prefix",
         "previous_upstream",
+        "rolling",
         "server",
         "state",
-        "told_mask",
         "transport",
         "upstream",
         "user_agent",
@@ -251,8 +254,7 @@ class MinerSession(asyncio.Protocol):
         self._waiting_task: asyncio.Task[None] | None = None  # referenced so it is not collected
         # Handshake state.
         self.extranonce_subscribed = False
-        self.miner_mask: int | None = None
-        self.told_mask: int | None = None  # the version mask the miner was last told
+        self.rolling = VersionRolling()  # BIP310: the mask asked for and the mask told
         self.workers: set[str] = set()
         self.user_agent = ""
         # Placement on an upstream connection.
@@ -262,7 +264,7 @@ class MinerSession(asyncio.Protocol):
         self.extranonce1 = b""
         self.extranonce2_size = 0
         self.validator: ShareValidator | None = None
-        self.vardiff = Vardiff(**_vardiff_settings(cfg.difficulty), now=now)
+        self.vardiff = Vardiff(**vardiff_settings(cfg.difficulty), now=now)
         self._stats_name = ""
         self._stats: WorkerStats | None = None
         self._worker_stats: dict[str, WorkerStats] = {}
@@ -288,7 +290,7 @@ class MinerSession(asyncio.Protocol):
         """A reload changed the config: new line cap, and difficulty re-targeted."""
         cfg = self.config
         self.framer.max_line = cfg.server.max_line_bytes
-        self._apply(self.vardiff.reconfigure(**_vardiff_settings(cfg.difficulty), now=now))
+        self._apply(self.vardiff.reconfigure(**vardiff_settings(cfg.difficulty), now=now))
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -460,36 +462,20 @@ class MinerSession(asyncio.Protocol):
         self._reply(msg.id, result)
 
     def _configure_version_rolling(self, params: Mapping[str, object]) -> dict[str, object]:
-        raw_mask = params.get("version-rolling.mask", "ffffffff")
-        try:
-            miner_mask = int(str(raw_mask), 16) & 0xFFFFFFFF
-        except ValueError:
-            return {"version-rolling": "invalid version-rolling.mask"}
-        self.miner_mask = miner_mask
         pool_mask = (
             self.upstream.version_mask if self.upstream is not None else self.server.pools.version_mask
         )
-        granted = pool_mask & miner_mask
-        self.told_mask = granted
+        result = self.rolling.configure(params, pool_mask)
         if self.validator is not None:
-            self.validator.version_mask = granted
-        if not granted:
-            return {"version-rolling": False}
-        return {"version-rolling": True, "version-rolling.mask": f"{granted:08x}"}
+            self.validator.version_mask = self.rolling.told_mask or 0
+        return result
 
     def _configure_min_difficulty(self, params: Mapping[str, object]) -> bool | str:
-        value = params.get("minimum-difficulty.value")
-        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        value = minimum_difficulty(params)
+        if value is None:
             return "invalid minimum-difficulty.value"
-        self._apply(self.vardiff.set_floor(float(value), self.server.clock()))
+        self._apply(self.vardiff.set_floor(value, self.server.clock()))
         return True
-
-    @property
-    def granted_mask(self) -> int:
-        """The version-rolling mask this miner may use now (0: no rolling)."""
-        if self.miner_mask is None or self.upstream is None:
-            return 0
-        return self.upstream.version_mask & self.miner_mask
 
     def sync_version_mask(self) -> None:
         """Make what the validator allows and what the miner was told the pool's mask now.
@@ -498,12 +484,12 @@ class MinerSession(asyncio.Protocol):
         mask or was swapped by failover, is told with ``mining.set_version_mask`` (BIP310:
         in force at once) instead of having its rolled shares rejected.
         """
-        granted = self.granted_mask
+        pool_mask = self.upstream.version_mask if self.upstream is not None else None
         if self.validator is not None:
-            self.validator.version_mask = granted
-        if self.miner_mask is not None and granted != self.told_mask:
-            self.told_mask = granted
-            params = SetVersionMaskParams(f"{granted:08x}")
+            self.validator.version_mask = self.rolling.granted(pool_mask)
+        tell = self.rolling.to_tell(pool_mask)
+        if tell is not None:
+            params = SetVersionMaskParams(f"{tell:08x}")
             self._send(self.server.encoder.encode(SetVersionMask(params=params)))
 
     def _on_subscribe(self, msg: Subscribe) -> None:
@@ -511,7 +497,7 @@ class MinerSession(asyncio.Protocol):
             self._reply_subscribe(msg.id)
             return
         self.user_agent = msg.params.user_agent[:128]
-        preferred = _resume_prefix(msg.params.session_id)
+        preferred = resume_prefix(msg.params.session_id)
         upstream = self.server.pools.attach(self, preferred)
         if upstream is not None:
             self._subscribed(msg.id)
@@ -590,7 +576,7 @@ class MinerSession(asyncio.Protocol):
             self._send(_NOT_SUBSCRIBED.reply(msg.id))
             return
         name = msg.params.username
-        if not name or len(name) > MAX_WORKER_NAME or not name.isprintable():
+        if not valid_worker_name(name):
             self._send(_UNAUTHORIZED.reply(msg.id))
             return
         if name not in self.workers:
@@ -625,14 +611,11 @@ class MinerSession(asyncio.Protocol):
         self._apply(self.vardiff.suggest(msg.params.difficulty, self.server.clock()))
 
     def _on_suggest_target(self, msg: SuggestTarget) -> None:
-        try:
-            target = int(msg.params.target, 16)
-            if len(msg.params.target) > 64 or target <= 0:
-                raise ValueError
-        except ValueError:
-            raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id) from None
+        difficulty = suggested_difficulty(msg.params.target)
+        if difficulty is None:
+            raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id)
         self._send(TRUE_REPLY.reply(msg.id))
-        self._apply(self.vardiff.suggest(difficulty_from_target(target), self.server.clock()))
+        self._apply(self.vardiff.suggest(difficulty, self.server.clock()))
 
     def _on_get_transactions(self, msg: GetTransactions) -> None:
         # bfgminer asks for every job; we never have the transactions, and saying so
@@ -931,37 +914,6 @@ class MinerSession(asyncio.Protocol):
         if transport.get_write_buffer_size() > 0:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(5.0, transport.abort)
-
-
-class _VardiffSettings(TypedDict):
-    initial: float
-    minimum: float
-    maximum: float
-    target_interval: float
-    retarget_interval: float
-    enabled: bool
-
-
-def _vardiff_settings(d: DifficultyConfig) -> _VardiffSettings:
-    """The ``[difficulty]`` table as Vardiff's keyword arguments (new sessions and reloads)."""
-    return _VardiffSettings(
-        initial=d.initial,
-        minimum=d.minimum,
-        maximum=d.maximum,
-        target_interval=d.target_share_interval,
-        retarget_interval=d.retarget_interval,
-        enabled=d.vardiff,
-    )
-
-
-def _resume_prefix(session_id: str | None) -> bytes | None:
-    """The prefix a returning miner had: our session ids are its hex."""
-    if not session_id or len(session_id) > 16:
-        return None
-    try:
-        return bytes.fromhex(session_id)
-    except ValueError:
-        return None
 
 
 _HANDLERS: Final[dict[type, Callable[[MinerSession, Any], None]]] = {
