@@ -194,15 +194,12 @@ class MinerSession(asyncio.Protocol):
     # Slots: a farm keeps tens of thousands of these alive, and a __dict__ each would
     # double the memory per miner.
     __slots__ = (
-        "_busy",
         "_errors",
         "_errors_at",
         "_proxy_header",
-        "_queue",
         "_stats",
         "_stats_name",
-        "_waiting",
-        "_waiting_task",
+        "_wait",
         "_worker_stats",
         "closed",
         "connected_at",
@@ -247,11 +244,8 @@ class MinerSession(asyncio.Protocol):
         self.handshake_deadline = now + cfg.server.handshake_timeout
         self._errors = 0.0
         self._errors_at = now
-        self._queue: deque[bytes | LineTooLong] | None = None  # only while a subscribe waits
         self._proxy_header: ProxyHeaderParser | None = None  # until the PROXY header is read
-        self._busy = False
-        self._waiting: tuple[RequestId] | None = None  # the id of a subscribe waiting for a pool
-        self._waiting_task: asyncio.Task[None] | None = None  # referenced so it is not collected
+        self._wait: SubscribeWait | None = None  # made only when a subscribe has to wait
         # Handshake state.
         self.extranonce_subscribed = False
         self.rolling = VersionRolling()  # BIP310: the mask asked for and the mask told
@@ -353,16 +347,18 @@ class MinerSession(asyncio.Protocol):
             if not data:
                 return
         items = self.framer.feed(data)
-        if self._busy:
-            self._hold(items)
-            return
+        self.handle_items(items)
+
+    def handle_items(self, items: list[bytes | LineTooLong]) -> None:
+        """Handle lines in order; from a subscribe that has to wait on, keep them queued."""
         for i, item in enumerate(items):
+            wait = self._wait
+            if wait is not None and wait.busy:  # a subscribe waits for a pool: keep order
+                wait.hold(items[i:])
+                return
             if self.closing:
                 return
             self._handle_item(item)
-            if self._busy:  # a subscribe is waiting for a pool: keep the rest in order
-                self._hold(items[i + 1 :])
-                return
 
     def _read_proxy_header(self, data: bytes) -> bytes:
         """Consume the PROXY protocol header; return the Stratum bytes after it."""
@@ -385,11 +381,6 @@ class MinerSession(asyncio.Protocol):
             self.local_address = info.destination  # the balancer's frontend
         self.log.info("miner connected", miners=len(self.server.sessions))
         return rest
-
-    def _hold(self, items: list[bytes | LineTooLong]) -> None:
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.extend(items)
 
     def eof_received(self) -> bool:
         """The miner half-closed: answer what is in flight, then close (see :meth:`close`)."""
@@ -416,7 +407,7 @@ class MinerSession(asyncio.Protocol):
             self.log.info("closing: not stratum", error=exc.message)
             self.close(exc.message)
         except PeerError as exc:
-            self._send(error_reply(exc))
+            self.send(error_reply(exc))
             self._count_error()
         except Exception:
             # A bug of ours must cost this miner its connection, never the process.
@@ -490,7 +481,7 @@ class MinerSession(asyncio.Protocol):
         tell = self.rolling.to_tell(pool_mask)
         if tell is not None:
             params = SetVersionMaskParams(f"{tell:08x}")
-            self._send(self.server.encoder.encode(SetVersionMask(params=params)))
+            self.send(self.server.encoder.encode(SetVersionMask(params=params)))
 
     def _on_subscribe(self, msg: Subscribe) -> None:
         if self.state.subscribed:
@@ -502,34 +493,13 @@ class MinerSession(asyncio.Protocol):
         if upstream is not None:
             self._subscribed(msg.id)
             return
-        self._busy = True
-        self._waiting = (msg.id,)
-        self.transport.pause_reading()  # type: ignore[union-attr]
-        self._waiting_task = asyncio.get_running_loop().create_task(self._subscribe_later(msg.id, preferred))
+        if self._wait is None:
+            self._wait = SubscribeWait(self)
+        self._wait.start(msg.id, preferred)
 
-    async def _subscribe_later(self, request_id: RequestId, preferred: bytes | None) -> None:
-        timeout = max(0.0, self.handshake_deadline - self.server.clock())
-        upstream = await self.server.pools.attach_wait(self, preferred, timeout)
-        self._waiting_task = None
-        if self._waiting is None:  # close() already answered it, and what queued behind it
-            if upstream is not None:
-                self.server.pools.detach(self)
-            return
-        self._waiting = None
-        if upstream is None:
-            self._send(error_tail(20, "No pool available").reply(request_id))
-            self.close("no pool available")
-            return
+    def subscribe_done(self, request_id: RequestId) -> None:
+        """A subscribe that waited got its place: answer it (the wait resumes reading)."""
         self._subscribed(request_id)
-        self._busy = False
-        if self.transport is not None:
-            self.transport.resume_reading()
-        queue, self._queue = self._queue, None
-        while queue and not self._busy and not self.closing:
-            self._handle_item(queue.popleft())
-        if queue:  # another wait began: what was left goes before anything newer
-            queue.extend(self._queue or ())
-            self._queue = queue
 
     def attached(self, upstream: Channel, prefix: bytes, previous: Channel | None = None) -> None:
         """Called by the pool manager when this session gets a place on ``upstream``
@@ -573,19 +543,19 @@ class MinerSession(asyncio.Protocol):
         if not self.state.allows(Event.AUTHORIZE):
             # The protocol: subscribe first. A name must not become a series (or take a
             # worker slot) on a connection that never asked for work.
-            self._send(_NOT_SUBSCRIBED.reply(msg.id))
+            self.send(_NOT_SUBSCRIBED.reply(msg.id))
             return
         name = msg.params.username
         if not valid_worker_name(name):
-            self._send(_UNAUTHORIZED.reply(msg.id))
+            self.send(_UNAUTHORIZED.reply(msg.id))
             return
         if name not in self.workers:
             if len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
-                self._send(error_tail(24, "Too many workers on one connection").reply(msg.id))
+                self.send(error_tail(24, "Too many workers on one connection").reply(msg.id))
                 return
             self._add_worker(name)
         self.state.handle(Event.AUTHORIZE)
-        self._send(TRUE_REPLY.reply(msg.id))
+        self.send(TRUE_REPLY.reply(msg.id))
         self._maybe_start()
 
     def _add_worker(self, name: str) -> None:
@@ -604,23 +574,23 @@ class MinerSession(asyncio.Protocol):
 
     def _on_extranonce_subscribe(self, msg: ExtranonceSubscribe) -> None:
         self.extranonce_subscribed = True
-        self._send(TRUE_REPLY.reply(msg.id))
+        self.send(TRUE_REPLY.reply(msg.id))
 
     def _on_suggest_difficulty(self, msg: SuggestDifficulty) -> None:
-        self._send(TRUE_REPLY.reply(msg.id))
+        self.send(TRUE_REPLY.reply(msg.id))
         self._apply(self.vardiff.suggest(msg.params.difficulty, self.server.clock()))
 
     def _on_suggest_target(self, msg: SuggestTarget) -> None:
         difficulty = suggested_difficulty(msg.params.target)
         if difficulty is None:
             raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id)
-        self._send(TRUE_REPLY.reply(msg.id))
+        self.send(TRUE_REPLY.reply(msg.id))
         self._apply(self.vardiff.suggest(difficulty, self.server.clock()))
 
     def _on_get_transactions(self, msg: GetTransactions) -> None:
         # bfgminer asks for every job; we never have the transactions, and saying so
         # with an empty list keeps it mining (an error would not, in some versions).
-        self._send(_EMPTY_LIST_REPLY.reply(msg.id))
+        self.send(_EMPTY_LIST_REPLY.reply(msg.id))
 
     def _on_response(self, msg: Response) -> None:
         """Replies to our client.get_version etc.: nothing to do."""
@@ -633,7 +603,7 @@ class MinerSession(asyncio.Protocol):
         self._send_difficulty(self.vardiff.difficulty)
         line = self.upstream.current_line
         if line is not None:
-            self._send(line)
+            self.send(line)
 
     # ------------------------------------------------------------------ shares (hot path)
 
@@ -641,7 +611,7 @@ class MinerSession(asyncio.Protocol):
         validator = self.validator
         request_id = msg.id
         if validator is None:
-            self._send(_NOT_SUBSCRIBED.reply(request_id))
+            self.send(_NOT_SUBSCRIBED.reply(request_id))
             return
         p = msg.params
         verdict = validator.check(p.worker, p.job_id, p.extranonce2, p.ntime, p.nonce, p.version_bits)
@@ -651,7 +621,7 @@ class MinerSession(asyncio.Protocol):
             # against the connection's own worker, so no series is made up for it.
             stats = self._worker_stats.get(p.worker, stats)
         if verdict is _ACCEPTED:
-            self._send(TRUE_REPLY.reply(request_id))
+            self.send(TRUE_REPLY.reply(request_id))
             self._credit(stats, validator.difficulty)
         elif verdict <= _BLOCK:
             if verdict is _BLOCK and not validator.met_pool:
@@ -692,7 +662,7 @@ class MinerSession(asyncio.Protocol):
         if validator.met_target:
             if upstream is not None:
                 upstream.forward(self, request_id, stats, validator, _BLOCK, attended=False)
-            self._send(TRUE_REPLY.reply(request_id))
+            self.send(TRUE_REPLY.reply(request_id))
             self._credit(stats, validator.difficulty)
             return True
         if upstream is not None:
@@ -718,7 +688,7 @@ class MinerSession(asyncio.Protocol):
 
     def _reject(self, request_id: RequestId, stats: WorkerStats | None, verdict: Verdict) -> None:
         """Answer a share with our own reject for ``verdict``, and count it."""
-        self._send(_REJECT_TAILS[verdict].reply(request_id))
+        self.send(_REJECT_TAILS[verdict].reply(request_id))
         if stats is not None:
             stats.counts[verdict] += 1
 
@@ -746,13 +716,13 @@ class MinerSession(asyncio.Protocol):
         if verdict is _LOW_DIFFICULTY and (reply is None or not reply.accepted):
             self._reject(request_id, stats, _LOW_DIFFICULTY)
         elif reply is None or reply.accepted:
-            self._send(TRUE_REPLY.reply(request_id))
+            self.send(TRUE_REPLY.reply(request_id))
             self._credit(stats, difficulty)
             if reply is None and stats is not None:
                 stats.upstream_timeouts += 1
         else:
             code = reply.code if reply.code is not None else 20
-            self._send(error_tail(code, reply.message or "Rejected by pool").reply(request_id))
+            self.send(error_tail(code, reply.message or "Rejected by pool").reply(request_id))
             if stats is not None:
                 stats.counts[UPSTREAM_REJECTED] += 1
         if self.closing and not self.pending_forwards:
@@ -776,10 +746,10 @@ class MinerSession(asyncio.Protocol):
         alias = current.alias(*book.ids.take())
         self.validator.remember_alias(alias)
         params = msgspec.structs.replace(notify, job_id=alias.job_id, clean_jobs=False)
-        self._send(self.server.encoder.encode(Notify(params=params)))
+        self.send(self.server.encoder.encode(Notify(params=params)))
 
     def _send_difficulty(self, difficulty: float) -> None:
-        self._send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
+        self.send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
 
     def clamp_to_pool(self, pool_difficulty: float, seq: int, now: float) -> float | None:
         """The pool's difficulty changed, taking effect with the job numbered ``seq``: keep
@@ -827,12 +797,12 @@ class MinerSession(asyncio.Protocol):
                 self.reconnect()
                 return
             params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
-            self._send(self.server.encoder.encode(SetExtranonce(params=params)))
+            self.send(self.server.encoder.encode(SetExtranonce(params=params)))
         if self.state.mining and self.upstream is not None:
             self._send_difficulty(self.vardiff.difficulty)
             line = self.upstream.clean_line()  # clean: work for the old connection is over
             if line is not None:
-                self._send(line)
+                self.send(line)
 
     def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
         """Ask the miner to reconnect: to ``host:port``, else to the address it connected
@@ -848,7 +818,7 @@ class MinerSession(asyncio.Protocol):
         # An integral wait goes out as an integer: firmware reads it with an integer parser.
         wire_wait = int(wait) if float(wait).is_integer() else wait
         params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
-        self._send(self.server.encoder.encode(Reconnect(params=params)))
+        self.send(self.server.encoder.encode(Reconnect(params=params)))
         if not self.state.allows(Event.LEAVE):
             return  # already leaving, or closed
         self.state.handle(Event.LEAVE)
@@ -870,9 +840,10 @@ class MinerSession(asyncio.Protocol):
             self._apply(self.vardiff.poll(now))
 
     def _reply(self, request_id: RequestId, result: object) -> None:
-        self._send(result_tail(result).reply(request_id))
+        self.send(result_tail(result).reply(request_id))
 
-    def _send(self, line: bytes) -> None:
+    def send(self, line: bytes) -> None:
+        """Write a line to the miner (dropped once the transport is closed)."""
         transport = self.transport
         if transport is not None and not self.closed:
             transport.write(line)
@@ -883,24 +854,11 @@ class MinerSession(asyncio.Protocol):
         if self.closing:
             return
         self.state.handle(Event.CLOSE)
-        self._abandon_waiting()
+        if self._wait is not None:
+            self._wait.abandon()
         self.log.debug("closing", reason=reason, pending=self.pending_forwards)
         if not self.pending_forwards:
             self._close_transport()
-
-    def _abandon_waiting(self) -> None:
-        """Closing while a subscribe waits for a pool: answer it, and every request queued
-        behind it, with an error; every request gets exactly one reply."""
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None:
-            self._send(_CLOSING.reply(waiting[0]))
-        queue, self._queue = self._queue, None
-        for item in queue or ():
-            if isinstance(item, bytes):
-                with contextlib.suppress(PeerError):
-                    message = decode_miner_line(item)
-                    if not isinstance(message, Response):
-                        self._send(_CLOSING.reply(message.id))
 
     def _close_transport(self) -> None:
         """Close after flushing what was written (a bounded wait, then abort)."""
@@ -914,6 +872,76 @@ class MinerSession(asyncio.Protocol):
         if transport.get_write_buffer_size() > 0:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().call_later(5.0, transport.abort)
+
+
+class SubscribeWait:
+    """A subscribe that waits for a pool to be ready, and the lines queued behind it.
+
+    Reading is paused meanwhile, so later lines wait in the kernel, not in our memory; the
+    lines already read wait here and are handled in order once the subscribe is answered.
+    Closing first answers the subscribe and every queued request with an error: every
+    request gets exactly one reply.
+    """
+
+    __slots__ = ("_queue", "_request_id", "_session", "_task", "busy")
+
+    def __init__(self, session: MinerSession) -> None:
+        self._session = session
+        self._queue: deque[bytes | LineTooLong] = deque()
+        self._request_id: tuple[RequestId] | None = None  # the waiting subscribe's id
+        self._task: asyncio.Task[None] | None = None  # referenced so it is not collected
+        self.busy = False
+
+    def start(self, request_id: RequestId, preferred: bytes | None) -> None:
+        """Wait for a place for the subscribe ``request_id`` (``preferred``: its old prefix)."""
+        session = self._session
+        self.busy = True
+        self._request_id = (request_id,)
+        if session.transport is not None:
+            session.transport.pause_reading()
+        self._task = asyncio.get_running_loop().create_task(self._run(request_id, preferred))
+
+    def hold(self, items: list[bytes | LineTooLong]) -> None:
+        """Queue lines read while the subscribe waits."""
+        self._queue.extend(items)
+
+    async def _run(self, request_id: RequestId, preferred: bytes | None) -> None:
+        session = self._session
+        timeout = max(0.0, session.handshake_deadline - session.server.clock())
+        upstream = await session.server.pools.attach_wait(session, preferred, timeout)
+        self._task = None
+        if self._request_id is None:  # abandon() already answered it, and what queued behind it
+            if upstream is not None:
+                session.server.pools.detach(session)
+            return
+        self._request_id = None
+        if upstream is None:
+            session.send(error_tail(20, "No pool available").reply(request_id))
+            session.close("no pool available")
+            return
+        session.subscribe_done(request_id)
+        self.busy = False
+        if session.transport is not None:
+            session.transport.resume_reading()
+        queued = list(self._queue)
+        self._queue.clear()
+        session.handle_items(queued)  # a new wait, if one begins, queues the rest again
+
+    def abandon(self) -> None:
+        """The session closes while the subscribe waits: answer it and every request queued
+        behind it with an error."""
+        waiting, self._request_id = self._request_id, None
+        session = self._session
+        if waiting is not None:
+            session.send(_CLOSING.reply(waiting[0]))
+        queued = list(self._queue)
+        self._queue.clear()
+        for item in queued:
+            if isinstance(item, bytes):
+                with contextlib.suppress(PeerError):
+                    message = decode_miner_line(item)
+                    if not isinstance(message, Response):
+                        session.send(_CLOSING.reply(message.id))
 
 
 _HANDLERS: Final[dict[type, Callable[[MinerSession, Any], None]]] = {
