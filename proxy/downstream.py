@@ -421,7 +421,7 @@ class MinerSession(asyncio.Protocol):
             return
         handler = _HANDLERS.get(msg.__class__)
         if handler is not None:
-            handler(self, msg)
+            handler(Handshake(self), msg)
 
     def _count_error(self) -> None:
         now = self.server.clock()
@@ -434,39 +434,6 @@ class MinerSession(asyncio.Protocol):
             self.close("error budget exhausted")
 
     # ------------------------------------------------------------------ handshake
-
-    def _on_configure(self, msg: Configure) -> None:
-        if self.state.allows(Event.CONFIGURE):
-            self.state.handle(Event.CONFIGURE)
-        result: dict[str, object] = {}
-        params = msg.params.parameters
-        for extension in msg.params.extensions:
-            if extension == "version-rolling":
-                result.update(self._configure_version_rolling(params))
-            elif extension == "minimum-difficulty":
-                result["minimum-difficulty"] = self._configure_min_difficulty(params)
-            elif extension == "subscribe-extranonce":
-                self.extranonce_subscribed = True
-                result["subscribe-extranonce"] = True
-            else:
-                result[extension] = False
-        self._reply(msg.id, result)
-
-    def _configure_version_rolling(self, params: Mapping[str, object]) -> dict[str, object]:
-        pool_mask = (
-            self.upstream.version_mask if self.upstream is not None else self.server.pools.version_mask
-        )
-        result = self.rolling.configure(params, pool_mask)
-        if self.validator is not None:
-            self.validator.version_mask = self.rolling.told_mask or 0
-        return result
-
-    def _configure_min_difficulty(self, params: Mapping[str, object]) -> bool | str:
-        value = minimum_difficulty(params)
-        if value is None:
-            return "invalid minimum-difficulty.value"
-        self._apply(self.vardiff.set_floor(value, self.server.clock()))
-        return True
 
     def sync_version_mask(self) -> None:
         """Make what the validator allows and what the miner was told the pool's mask now.
@@ -482,20 +449,6 @@ class MinerSession(asyncio.Protocol):
         if tell is not None:
             params = SetVersionMaskParams(f"{tell:08x}")
             self.send(self.server.encoder.encode(SetVersionMask(params=params)))
-
-    def _on_subscribe(self, msg: Subscribe) -> None:
-        if self.state.subscribed:
-            self._reply_subscribe(msg.id)
-            return
-        self.user_agent = msg.params.user_agent[:128]
-        preferred = resume_prefix(msg.params.session_id)
-        upstream = self.server.pools.attach(self, preferred)
-        if upstream is not None:
-            self._subscribed(msg.id)
-            return
-        if self._wait is None:
-            self._wait = SubscribeWait(self)
-        self._wait.start(msg.id, preferred)
 
     def subscribe_done(self, request_id: RequestId) -> None:
         """A subscribe that waited got its place: answer it (the wait resumes reading)."""
@@ -538,62 +491,6 @@ class MinerSession(asyncio.Protocol):
             self.extranonce2_size,
         ]
         self._reply(request_id, result)
-
-    def _on_authorize(self, msg: Authorize) -> None:
-        if not self.state.allows(Event.AUTHORIZE):
-            # The protocol: subscribe first. A name must not become a series (or take a
-            # worker slot) on a connection that never asked for work.
-            self.send(_NOT_SUBSCRIBED.reply(msg.id))
-            return
-        name = msg.params.username
-        if not valid_worker_name(name):
-            self.send(_UNAUTHORIZED.reply(msg.id))
-            return
-        if name not in self.workers:
-            if len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
-                self.send(error_tail(24, "Too many workers on one connection").reply(msg.id))
-                return
-            self._add_worker(name)
-        self.state.handle(Event.AUTHORIZE)
-        self.send(TRUE_REPLY.reply(msg.id))
-        self._maybe_start()
-
-    def _add_worker(self, name: str) -> None:
-        self.workers.add(name)
-        if self.validator is not None:
-            self.validator.workers.add(name)
-        stats = self.server.stats.worker(name, self.server.clock())
-        stats.connections += 1
-        self._worker_stats[name] = stats
-        if self._stats is None:
-            self._stats_name, self._stats = name, stats
-            self.log = _session_log(peer=self.peer, worker=name)
-            self.log.info("miner authorized", agent=self.user_agent)
-        else:
-            self.log.debug("another worker authorized", name=name)
-
-    def _on_extranonce_subscribe(self, msg: ExtranonceSubscribe) -> None:
-        self.extranonce_subscribed = True
-        self.send(TRUE_REPLY.reply(msg.id))
-
-    def _on_suggest_difficulty(self, msg: SuggestDifficulty) -> None:
-        self.send(TRUE_REPLY.reply(msg.id))
-        self._apply(self.vardiff.suggest(msg.params.difficulty, self.server.clock()))
-
-    def _on_suggest_target(self, msg: SuggestTarget) -> None:
-        difficulty = suggested_difficulty(msg.params.target)
-        if difficulty is None:
-            raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id)
-        self.send(TRUE_REPLY.reply(msg.id))
-        self._apply(self.vardiff.suggest(difficulty, self.server.clock()))
-
-    def _on_get_transactions(self, msg: GetTransactions) -> None:
-        # bfgminer asks for every job; we never have the transactions, and saying so
-        # with an empty list keeps it mining (an error would not, in some versions).
-        self.send(_EMPTY_LIST_REPLY.reply(msg.id))
-
-    def _on_response(self, msg: Response) -> None:
-        """Replies to our client.get_version etc.: nothing to do."""
 
     def _maybe_start(self) -> None:
         """Once subscribed and authorized: difficulty, then the current job."""
@@ -874,6 +771,126 @@ class MinerSession(asyncio.Protocol):
                 asyncio.get_running_loop().call_later(5.0, transport.abort)
 
 
+class Handshake:
+    """The handshake requests of one miner session, handled (a view made per request:
+    handshakes are rare, and sessions keep no extra object for them)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: MinerSession) -> None:
+        self.session = session
+
+    def on_configure(self, msg: Configure) -> None:
+        """BIP310 ``mining.configure``: version rolling, minimum difficulty, extranonce."""
+        if self.session.state.allows(Event.CONFIGURE):
+            self.session.state.handle(Event.CONFIGURE)
+        result: dict[str, object] = {}
+        params = msg.params.parameters
+        for extension in msg.params.extensions:
+            if extension == "version-rolling":
+                result.update(self._configure_version_rolling(params))
+            elif extension == "minimum-difficulty":
+                result["minimum-difficulty"] = self._configure_min_difficulty(params)
+            elif extension == "subscribe-extranonce":
+                self.session.extranonce_subscribed = True
+                result["subscribe-extranonce"] = True
+            else:
+                result[extension] = False
+        self.session._reply(msg.id, result)
+
+    def _configure_version_rolling(self, params: Mapping[str, object]) -> dict[str, object]:
+        session = self.session
+        upstream = session.upstream
+        pool_mask = upstream.version_mask if upstream is not None else session.server.pools.version_mask
+        result = session.rolling.configure(params, pool_mask)
+        if session.validator is not None:
+            session.validator.version_mask = session.rolling.told_mask or 0
+        return result
+
+    def _configure_min_difficulty(self, params: Mapping[str, object]) -> bool | str:
+        value = minimum_difficulty(params)
+        if value is None:
+            return "invalid minimum-difficulty.value"
+        self.session._apply(self.session.vardiff.set_floor(value, self.session.server.clock()))
+        return True
+
+    def on_subscribe(self, msg: Subscribe) -> None:
+        """``mining.subscribe``: a place on a channel now, or a wait for one."""
+        if self.session.state.subscribed:
+            self.session._reply_subscribe(msg.id)
+            return
+        self.session.user_agent = msg.params.user_agent[:128]
+        preferred = resume_prefix(msg.params.session_id)
+        upstream = self.session.server.pools.attach(self.session, preferred)
+        if upstream is not None:
+            self.session._subscribed(msg.id)
+            return
+        if self.session._wait is None:
+            self.session._wait = SubscribeWait(self.session)
+        self.session._wait.start(msg.id, preferred)
+
+    def on_authorize(self, msg: Authorize) -> None:
+        """``mining.authorize``: a worker on this connection (after subscribe only)."""
+        if not self.session.state.allows(Event.AUTHORIZE):
+            # The protocol: subscribe first. A name must not become a series (or take a
+            # worker slot) on a connection that never asked for work.
+            self.session.send(_NOT_SUBSCRIBED.reply(msg.id))
+            return
+        name = msg.params.username
+        if not valid_worker_name(name):
+            self.session.send(_UNAUTHORIZED.reply(msg.id))
+            return
+        if name not in self.session.workers:
+            if len(self.session.workers) >= MAX_WORKERS_PER_CONNECTION:
+                self.session.send(error_tail(24, "Too many workers on one connection").reply(msg.id))
+                return
+            self._add_worker(name)
+        self.session.state.handle(Event.AUTHORIZE)
+        self.session.send(TRUE_REPLY.reply(msg.id))
+        self.session._maybe_start()
+
+    def _add_worker(self, name: str) -> None:
+        self.session.workers.add(name)
+        if self.session.validator is not None:
+            self.session.validator.workers.add(name)
+        stats = self.session.server.stats.worker(name, self.session.server.clock())
+        stats.connections += 1
+        self.session._worker_stats[name] = stats
+        if self.session._stats is None:
+            self.session._stats_name, self.session._stats = name, stats
+            self.session.log = _session_log(peer=self.session.peer, worker=name)
+            self.session.log.info("miner authorized", agent=self.session.user_agent)
+        else:
+            self.session.log.debug("another worker authorized", name=name)
+
+    def on_extranonce_subscribe(self, msg: ExtranonceSubscribe) -> None:
+        """``mining.extranonce.subscribe``: it may be sent ``mining.set_extranonce``."""
+        self.session.extranonce_subscribed = True
+        self.session.send(TRUE_REPLY.reply(msg.id))
+
+    def on_suggest_difficulty(self, msg: SuggestDifficulty) -> None:
+        """``mining.suggest_difficulty``: taken within the vardiff bounds."""
+        self.session.send(TRUE_REPLY.reply(msg.id))
+        self.session._apply(self.session.vardiff.suggest(msg.params.difficulty, self.session.server.clock()))
+
+    def on_suggest_target(self, msg: SuggestTarget) -> None:
+        """``mining.suggest_target``: as a suggested difficulty."""
+        difficulty = suggested_difficulty(msg.params.target)
+        if difficulty is None:
+            raise PeerError("invalid params for mining.suggest_target: target", request_id=msg.id)
+        self.session.send(TRUE_REPLY.reply(msg.id))
+        self.session._apply(self.session.vardiff.suggest(difficulty, self.session.server.clock()))
+
+    def on_get_transactions(self, msg: GetTransactions) -> None:
+        """``mining.get_transactions``: we never have them; an empty list says so."""
+        # bfgminer asks for every job; we never have the transactions, and saying so
+        # with an empty list keeps it mining (an error would not, in some versions).
+        self.session.send(_EMPTY_LIST_REPLY.reply(msg.id))
+
+    def on_response(self, msg: Response) -> None:
+        """A reply to a request of ours (``client.get_version``): nothing to do."""
+
+
 class SubscribeWait:
     """A subscribe that waits for a pool to be ready, and the lines queued behind it.
 
@@ -944,13 +961,13 @@ class SubscribeWait:
                         session.send(_CLOSING.reply(message.id))
 
 
-_HANDLERS: Final[dict[type, Callable[[MinerSession, Any], None]]] = {
-    Configure: MinerSession._on_configure,
-    Subscribe: MinerSession._on_subscribe,
-    Authorize: MinerSession._on_authorize,
-    ExtranonceSubscribe: MinerSession._on_extranonce_subscribe,
-    SuggestDifficulty: MinerSession._on_suggest_difficulty,
-    SuggestTarget: MinerSession._on_suggest_target,
-    GetTransactions: MinerSession._on_get_transactions,
-    Response: MinerSession._on_response,
+_HANDLERS: Final[dict[type, Callable[[Handshake, Any], None]]] = {
+    Configure: Handshake.on_configure,
+    Subscribe: Handshake.on_subscribe,
+    Authorize: Handshake.on_authorize,
+    ExtranonceSubscribe: Handshake.on_extranonce_subscribe,
+    SuggestDifficulty: Handshake.on_suggest_difficulty,
+    SuggestTarget: Handshake.on_suggest_target,
+    GetTransactions: Handshake.on_get_transactions,
+    Response: Handshake.on_response,
 }
