@@ -35,7 +35,7 @@ from proxy.session.handshake import (
     valid_worker_name,
     vardiff_settings,
 )
-from proxy.session.state import Event, SessionState, State
+from proxy.session.state import Event, State, advance, allows
 from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
 from proxy.stratum.codec import (
     TRUE_REPLY,
@@ -92,6 +92,10 @@ RECONNECT_GRACE: Final = 5.0
 WRITE_HIGH_WATER: Final = 256 * 1024
 """Unsent bytes to a miner past which it is taken as not reading and dropped (~100 jobs)."""
 
+_CLOSED: Final = State.CLOSED
+_MINING: Final = State.MINING
+_LEAVING: Final = State.LEAVING
+_SUBSCRIBED_STATES: Final = (State.SUBSCRIBED, State.AUTHORIZED, State.MINING)
 _ACCEPTED: Final = Verdict.ACCEPTED
 _BLOCK: Final = Verdict.BLOCK_CANDIDATE
 _LOW_DIFFICULTY: Final = Verdict.LOW_DIFFICULTY
@@ -196,6 +200,7 @@ class MinerSession(asyncio.Protocol):
     __slots__ = (
         "_errors",
         "_errors_at",
+        "_mined",
         "_proxy_header",
         "_stats",
         "_stats_name",
@@ -232,11 +237,13 @@ class MinerSession(asyncio.Protocol):
         self.framer = LineFramer(cfg.server.max_line_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        # Where the miner connected to: what a client.reconnect sends it back to.
+        # Where the miner connected to, when a PROXY header said (the balancer's frontend);
+        # else the socket's own address, looked up only when a reconnect needs it.
         self.local_address: tuple[str, int] | None = None
         self.log: Any = log
         # connected -> configured -> subscribed -> authorized -> mining; leaving; closed.
-        self.state = SessionState()
+        self.state = State.CONNECTED
+        self._mined = False  # it had work (a LEAVING miner may still submit what it has)
         self.closed = False  # the transport is closed
         now = server.clock()
         self.connected_at = now
@@ -267,12 +274,27 @@ class MinerSession(asyncio.Protocol):
     @property
     def closing(self) -> bool:
         """No more input is handled (answers to what is in flight still go out)."""
-        return self.state.closing
+        return self.state is _CLOSED
+
+    @property
+    def mining(self) -> bool:
+        """The miner has been sent work and may be sent more."""
+        state = self.state
+        return state is _MINING or (state is _LEAVING and self._mined)
+
+    @property
+    def subscribed(self) -> bool:
+        """The miner has its extranonce (its subscribe was answered)."""
+        return self.state in _SUBSCRIBED_STATES or (self.state is _LEAVING and self.validator is not None)
+
+    def _socket_address(self) -> tuple[str, int] | None:
+        """The address the miner's connection was accepted on."""
+        sockname = self.transport.get_extra_info("sockname") if self.transport is not None else None
+        return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
 
     def _closed_now(self) -> None:
         """The transport is gone or refused: nothing more in or out."""
-        if self.state.allows(Event.CLOSE):
-            self.state.handle(Event.CLOSE)
+        self.state = _CLOSED
         self.closed = True
 
     @property
@@ -295,9 +317,6 @@ class MinerSession(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         if peername:
             self.peer = f"{peername[0]}:{peername[1]}"
-        sockname = transport.get_extra_info("sockname")
-        if isinstance(sockname, tuple):
-            self.local_address = (str(sockname[0]), int(sockname[1]))
         self.log = _session_log(peer=self.peer)
         server = self.server
         if len(server.sessions) >= self.config.server.max_miners:
@@ -339,7 +358,7 @@ class MinerSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         """Frame and handle every complete line, in order."""
-        if self.closing:
+        if self.state is _CLOSED:
             return
         self.last_activity = self.server.clock()
         if self._proxy_header is not None:
@@ -356,7 +375,7 @@ class MinerSession(asyncio.Protocol):
             if wait is not None and wait.busy:  # a subscribe waits for a pool: keep order
                 wait.hold(items[i:])
                 return
-            if self.closing:
+            if self.state is _CLOSED:
                 return
             self._handle_item(item)
 
@@ -479,7 +498,7 @@ class MinerSession(asyncio.Protocol):
         self.sync_version_mask()
 
     def _subscribed(self, request_id: RequestId) -> None:
-        self.state.handle(Event.SUBSCRIBE)
+        self.state = advance(self.state, Event.SUBSCRIBE)
         self._reply_subscribe(request_id)
         self._maybe_start()
 
@@ -494,9 +513,10 @@ class MinerSession(asyncio.Protocol):
 
     def _maybe_start(self) -> None:
         """Once subscribed and authorized: difficulty, then the current job."""
-        if self.state.state is not State.AUTHORIZED or self.upstream is None:
+        if self.state is not State.AUTHORIZED or self.upstream is None:
             return
-        self.state.handle(Event.START)
+        self.state = advance(self.state, Event.START)
+        self._mined = True
         self._send_difficulty(self.vardiff.difficulty)
         line = self.upstream.current_line
         if line is not None:
@@ -633,7 +653,7 @@ class MinerSession(asyncio.Protocol):
             return
         book = self.upstream.book
         self.validator.set_difficulty(difficulty, book.ids.next_seq)
-        if not self.state.mining:
+        if not self.mining:
             return
         self._send_difficulty(difficulty)
         current = book.current
@@ -656,7 +676,7 @@ class MinerSession(asyncio.Protocol):
         if new is None or self.validator is None:
             return None
         self.validator.set_difficulty(new, seq)
-        return new if self.state.mining else None
+        return new if self.mining else None
 
     @property
     def wanted_difficulty(self) -> float:
@@ -676,8 +696,9 @@ class MinerSession(asyncio.Protocol):
 
     def send_job(self, line: bytes) -> None:
         """A new job line from this session's upstream connection."""
-        if self.state.mining and not self.closed and self.transport is not None:
-            self.transport.write(line)
+        state = self.state
+        if (state is _MINING or (state is _LEAVING and self._mined)) and not self.closed:
+            self.transport.write(line)  # type: ignore[union-attr]  # set before it can mine
 
     def moved(self, old_extranonce1: bytes, old_size: int) -> None:
         """After :meth:`attached` put us on another upstream connection (failover).
@@ -687,7 +708,7 @@ class MinerSession(asyncio.Protocol):
         Either way a fresh job id follows (cpuminer-multi keeps the old extranonce1 while
         the job id repeats).
         """
-        if not self.state.subscribed:
+        if not self.subscribed:
             return
         if (self.extranonce1, self.extranonce2_size) != (old_extranonce1, old_size):
             if not self.extranonce_subscribed:
@@ -695,7 +716,7 @@ class MinerSession(asyncio.Protocol):
                 return
             params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
             self.send(self.server.encoder.encode(SetExtranonce(params=params)))
-        if self.state.mining and self.upstream is not None:
+        if self.mining and self.upstream is not None:
             self._send_difficulty(self.vardiff.difficulty)
             line = self.upstream.clean_line()  # clean: work for the old connection is over
             if line is not None:
@@ -710,15 +731,16 @@ class MinerSession(asyncio.Protocol):
         the message is still answered. It closes when the miner leaves, or after
         :data:`RECONNECT_GRACE` seconds.
         """
-        if not host and self.local_address is not None:
-            host, port = self.local_address
+        address = self.local_address or self._socket_address()
+        if not host and address is not None:
+            host, port = address
         # An integral wait goes out as an integer: firmware reads it with an integer parser.
         wire_wait = int(wait) if float(wait).is_integer() else wait
         params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
         self.send(self.server.encoder.encode(Reconnect(params=params)))
-        if not self.state.allows(Event.LEAVE):
+        if not allows(self.state, Event.LEAVE):
             return  # already leaving, or closed
-        self.state.handle(Event.LEAVE)
+        self.state = advance(self.state, Event.LEAVE)
         asyncio.get_running_loop().call_later(RECONNECT_GRACE, self.close, "reconnect requested")
 
     # ------------------------------------------------------------------ plumbing
@@ -727,13 +749,13 @@ class MinerSession(asyncio.Protocol):
         """Timeouts and vardiff for a miner that stopped submitting."""
         if self.closing:
             return
-        if not self.state.mining and now > self.handshake_deadline:
+        if not self.mining and now > self.handshake_deadline:
             self.server.stats.connection("closed_handshake_timeout")
             self.close("handshake timeout")
         elif now - self.last_activity > self.config.server.idle_timeout:
             self.server.stats.connection("closed_idle")
             self.close("idle timeout")
-        elif self.state.mining:
+        elif self.mining:
             self._apply(self.vardiff.poll(now))
 
     def _reply(self, request_id: RequestId, result: object) -> None:
@@ -750,7 +772,7 @@ class MinerSession(asyncio.Protocol):
         answered first (the upstream side answers them within ``submit_timeout``)."""
         if self.closing:
             return
-        self.state.handle(Event.CLOSE)
+        self.state = _CLOSED
         if self._wait is not None:
             self._wait.abandon()
         self.log.debug("closing", reason=reason, pending=self.pending_forwards)
@@ -782,8 +804,9 @@ class Handshake:
 
     def on_configure(self, msg: Configure) -> None:
         """BIP310 ``mining.configure``: version rolling, minimum difficulty, extranonce."""
-        if self.session.state.allows(Event.CONFIGURE):
-            self.session.state.handle(Event.CONFIGURE)
+        session = self.session
+        if allows(session.state, Event.CONFIGURE):
+            session.state = advance(session.state, Event.CONFIGURE)
         result: dict[str, object] = {}
         params = msg.params.parameters
         for extension in msg.params.extensions:
@@ -816,7 +839,7 @@ class Handshake:
 
     def on_subscribe(self, msg: Subscribe) -> None:
         """``mining.subscribe``: a place on a channel now, or a wait for one."""
-        if self.session.state.subscribed:
+        if self.session.subscribed:
             self.session._reply_subscribe(msg.id)
             return
         self.session.user_agent = msg.params.user_agent[:128]
@@ -831,7 +854,7 @@ class Handshake:
 
     def on_authorize(self, msg: Authorize) -> None:
         """``mining.authorize``: a worker on this connection (after subscribe only)."""
-        if not self.session.state.allows(Event.AUTHORIZE):
+        if not allows(self.session.state, Event.AUTHORIZE):
             # The protocol: subscribe first. A name must not become a series (or take a
             # worker slot) on a connection that never asked for work.
             self.session.send(_NOT_SUBSCRIBED.reply(msg.id))
@@ -845,7 +868,7 @@ class Handshake:
                 self.session.send(error_tail(24, "Too many workers on one connection").reply(msg.id))
                 return
             self._add_worker(name)
-        self.session.state.handle(Event.AUTHORIZE)
+        self.session.state = advance(self.session.state, Event.AUTHORIZE)
         self.session.send(TRUE_REPLY.reply(msg.id))
         self.session._maybe_start()
 

@@ -72,47 +72,16 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
 """Every allowed (state, event) and the state it leads to."""
 
 
-class SessionState:
-    """The current state of one session, changed only through :meth:`handle`."""
+def advance(state: State, event: Event) -> State:
+    """The state ``event`` leads to from ``state``; :class:`ProtocolViolation` if it is not
+    allowed there. A session holds only its current :class:`State` (an enum member, no
+    object of its own: a farm keeps tens of thousands of sessions)."""
+    new = TRANSITIONS.get((state, event))
+    if new is None:
+        raise ProtocolViolation(state, event)
+    return new
 
-    __slots__ = ("state", "was_mining", "was_subscribed")
 
-    def __init__(self) -> None:
-        self.state = State.CONNECTED
-        # What it reached before it was told to leave: a LEAVING miner keeps its extranonce
-        # and may still submit the work it has.
-        self.was_subscribed = False
-        self.was_mining = False
-
-    def handle(self, event: Event) -> State:
-        """Apply ``event``; raise :class:`ProtocolViolation` if the state does not allow it."""
-        new = TRANSITIONS.get((self.state, event))
-        if new is None:
-            raise ProtocolViolation(self.state, event)
-        if new is State.SUBSCRIBED:
-            self.was_subscribed = True
-        elif new is State.MINING:
-            self.was_mining = True
-        self.state = new
-        return new
-
-    def allows(self, event: Event) -> bool:
-        """True when ``event`` is allowed now."""
-        return (self.state, event) in TRANSITIONS
-
-    @property
-    def subscribed(self) -> bool:
-        """The miner has its extranonce (subscribe answered)."""
-        return self.state in (State.SUBSCRIBED, State.AUTHORIZED, State.MINING) or (
-            self.state is State.LEAVING and self.was_subscribed
-        )
-
-    @property
-    def mining(self) -> bool:
-        """The miner has been sent work and may be sent more."""
-        return self.state is State.MINING or (self.state is State.LEAVING and self.was_mining)
-
-    @property
-    def closing(self) -> bool:
-        """No more input is handled."""
-        return self.state is State.CLOSED
+def allows(state: State, event: Event) -> bool:
+    """True when ``event`` is allowed in ``state``."""
+    return (state, event) in TRANSITIONS
