@@ -149,3 +149,18 @@ async def test_authorize_before_subscribe_is_refused_without_a_worker_series() -
         await miner.handshake()
         assert "farm.w1" in proxy.stats.workers
         await miner.close()
+
+
+async def test_a_minimum_difficulty_beyond_any_float_is_refused_not_raised() -> None:
+    async with running_pool() as pool, running_proxy(proxy_config([pool.port])) as proxy:
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        line = (
+            b'{"id":7,"method":"mining.configure","params":[["minimum-difficulty"],{"minimum-difficulty.value":1'
+            + b"0" * 400
+            + b"}]}\n"
+        )
+        await miner.send_raw(line)
+        reply = await miner.reply(7)
+        assert reply["result"] == {"minimum-difficulty": "invalid minimum-difficulty.value"}
+        await miner.handshake()  # the connection carries on
+        await miner.close()
