@@ -854,7 +854,8 @@ class Handshake:
 
     def on_authorize(self, msg: Authorize) -> None:
         """``mining.authorize``: a worker on this connection (after subscribe only)."""
-        if not allows(self.session.state, Event.AUTHORIZE):
+        session = self.session
+        if not allows(session.state, Event.AUTHORIZE) or not session.subscribed:
             # The protocol: subscribe first. A name must not become a series (or take a
             # worker slot) on a connection that never asked for work.
             self.session.send(_NOT_SUBSCRIBED.reply(msg.id))

@@ -167,6 +167,11 @@ class PoolManager:
             if pool.resume_from is not None:
                 pool.resume_from.jobs.void_all()  # an older one: no longer resumable
             pool.resume_from = conn
+            # How long a resume may take: the pool's wait, a connect and a handshake.
+            upstream = self.config.upstream
+            pool.resume_until = (
+                max(pool.retry_at, self.clock()) + upstream.connect_timeout + upstream.handshake_timeout
+            )
         elif conn.redirected:
             conn.jobs.void_all()
         if conn in pool.connections:
@@ -205,9 +210,10 @@ class PoolManager:
         """A new connection has its layout: if the pool resumed the session of the one it
         sent away, that one's jobs carry on here; else they are void."""
         pool = conn.state
-        lost, pool.resume_from = pool.resume_from, None
-        if lost is None:
-            return
+        lost = pool.resume_from
+        if lost is None or conn.resume_session != lost.session_id:
+            return  # not the connection that asked to resume it
+        pool.resume_from = None
         if conn.shares.same_session_as(lost):
             conn.jobs.adopt(lost.jobs)
         else:
@@ -254,6 +260,10 @@ class PoolManager:
         conn.miners.clear()
         pool = conn.state
         for session in sessions:
+            # Off the old layout without releasing a prefix or retiring the connection:
+            # its allocator is new, and it stays the pool's connection.
+            self._placed.pop(session, None)
+            session.detached()
             self.move(session, pool)
 
     def pool_redirect(self, conn: Conn, host: str | None, port: int | str | None, wait: float) -> None:
@@ -315,6 +325,9 @@ class PoolManager:
         now = self.clock()
         for pool in (*self.pools, *self.removed_pools):
             pool.expire_carried(now, self.config.server.submit_timeout)
+            if pool.resume_from is not None and now > pool.resume_until:
+                pool.resume_from.jobs.void_all()  # no resume came: its work is over
+                pool.resume_from = None
         self.removed_pools = [p for p in self.removed_pools if p.connections or p.carried]
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):

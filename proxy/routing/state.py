@@ -45,6 +45,7 @@ class PoolState:
         # The connection the pool last sent away (client.reconnect): the next connection
         # offers its session id, and takes over its jobs if the pool resumes the session.
         self.resume_from: Conn | None = None
+        self.resume_until = 0.0  # after this, no resume is expected: its jobs are voided
         # Block candidates below the pool's difficulty (test networks only) are sent until
         # the pool refuses one: then it evidently does not take them as blocks. Kept per
         # pool, not per connection, so a reconnect does not offer another one.

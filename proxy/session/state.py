@@ -64,6 +64,9 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
     (State.SUBSCRIBED, Event.AUTHORIZE): State.AUTHORIZED,
     (State.AUTHORIZED, Event.AUTHORIZE): State.AUTHORIZED,
     (State.MINING, Event.AUTHORIZE): State.MINING,
+    # Told to leave, it is still answered (a request sent before it read the reconnect),
+    # but it gets no new work.
+    (State.LEAVING, Event.SUBSCRIBE): State.LEAVING,
     (State.LEAVING, Event.AUTHORIZE): State.LEAVING,
     (State.AUTHORIZED, Event.START): State.MINING,
     **{(state, Event.LEAVE): State.LEAVING for state in _OPEN},

@@ -346,3 +346,21 @@ async def test_a_pool_that_refused_an_easy_candidate_gets_none_after_a_reconnect
         assert pool.stats.rejected[ABOVE_TARGET] == 1
         assert pool.stats.reconnects_after_reject == 1
         await miner.close()
+
+
+async def test_a_miner_told_to_leave_still_gets_its_subscribe_answered() -> None:
+    # A request sent before the miner read the reconnect is answered; it just gets no work.
+    async with running_pool() as pool, running_proxy(proxy_config([pool.port], "drain_grace = 5")) as proxy:
+        miner = await ScriptedMiner.connect(proxy.ports[0])
+        await miner.request("mining.configure", [["version-rolling"], {"version-rolling.mask": "ffffffff"}])
+        drain = asyncio.get_running_loop().create_task(proxy.drain())
+        await miner.wait_for(lambda: any(n["method"] == "client.reconnect" for n in miner.notifications))
+        subscribed = await miner.request("mining.subscribe", ["late/1"])
+        assert isinstance(subscribed["result"], list) and len(subscribed["result"]) == 3
+        authorized = await miner.request("mining.authorize", [miner.worker, "x"])
+        assert authorized["result"] is True
+        # One more round trip: work sent after the authorize would be read before its reply.
+        assert (await miner.request("mining.extranonce.subscribe", []))["result"] is True
+        assert not any(n["method"] in ("mining.notify", "mining.set_difficulty") for n in miner.notifications)
+        await miner.close()
+        await drain
