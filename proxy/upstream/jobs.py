@@ -140,6 +140,8 @@ class JobFeed:
         self.difficulty = lost.difficulty
         self.current_notify, self.current_line = lost.current_notify, lost.current_line
         self._clean_line, self._pool_notify = lost._clean_line, lost._pool_notify
+        if self._pending_ceiling is None:  # a difficulty change it had not passed on yet
+            self._pending_ceiling = lost._pending_ceiling
         lost.book.jobs = {}  # handed over, not voided
         lost.book.current = None
 
