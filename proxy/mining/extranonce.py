@@ -2,7 +2,7 @@
 
 The pool gives the proxy ``extranonce2_size`` bytes to roll; the proxy takes the first
 ``k`` of them as a per-miner prefix and leaves the rest to the miner, so miners on one
-upstream connection search disjoint spaces (PROTOCOL.md, "Aggregation").
+upstream connection search disjoint spaces (docs/protocol.md, "Many miners on one pool connection").
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ def sha256d(data: bytes) -> bytes:
 
 
 def merkle_root(coinbase_hash: bytes, branch: Sequence[bytes]) -> bytes:
-    """Fold a stratum merkle branch onto the coinbase hash (PROTOCOL.md step 2).
+    """Fold a stratum merkle branch onto the coinbase hash (docs/protocol.md, share check step 1).
 
     The branch lists the sibling hashes from the coinbase up, each already in internal byte
     order, and the coinbase is always the left node, so no index bits are needed.

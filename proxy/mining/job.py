@@ -147,7 +147,8 @@ class Job:
         """Decode a notify's hex fields; raise :class:`JobError` naming a bad field.
 
         ``coinb1_suffix`` is appended to coinb1: the proxy folds the pool's extranonce1 in
-        there so a miner's own extranonce1 is only its prefix (PROTOCOL.md, Aggregation).
+        there so a miner's own extranonce1 is only its prefix (docs/protocol.md, "Many
+        miners on one pool connection").
         """
         try:
             header_prevhash = prevhash_from_stratum(prevhash)

@@ -7,7 +7,7 @@ returns a :class:`Verdict` and leaves the parsed share on the validator (``job``
 ``extranonce2``, ``ntime``, ``nonce``, ``version``, ``hash_int``) for forwarding and
 metrics, so a share allocates no result object.
 
-The checks, in order (PROTOCOL.md, "Share validation"); each rejects with its reason:
+The checks, in order (docs/protocol.md, "How a share is checked"); each rejects with its reason:
 
 1. the worker is authorized on this connection (24, ``unauthorized``);
 2. the job is known and not voided (21, ``job_not_found``);

@@ -20,7 +20,7 @@ RequestId: TypeAlias = int | str | None
 
 
 class ErrorCode(IntEnum):
-    """Stratum V1 error codes (slush's list, used by every pool in PROTOCOL.md)."""
+    """Stratum V1 error codes (slush's list, used by every pool; see docs/protocol.md)."""
 
     OTHER = 20
     JOB_NOT_FOUND = 21

@@ -468,7 +468,7 @@ class PoolSession(asyncio.Protocol):
         self.started = False  # set_difficulty and the first notify were sent
         self.closed = False
         # Per job id sent here: the lowest difficulty in force since, which is what the
-        # validator judges that job's shares at (PROTOCOL.md, "Difficulty in force").
+        # validator judges that job's shares at (docs/protocol.md, "How a share is checked", step 7).
         self.job_difficulty: dict[str, float] = {}
         self.requests = SessionRequests(self)
 
@@ -996,7 +996,7 @@ class TestPool:
     def set_difficulty(self, difficulty: float) -> Job:
         """New difficulty for every connection, followed by a new job it applies to.
 
-        Miners apply a difficulty to the next job (PROTOCOL.md), so the validators judge
+        Miners apply a difficulty to the next job (docs/protocol.md), so the validators judge
         shares at the new difficulty from that job on, and earlier jobs at the lower of the
         two.
         """
@@ -1036,7 +1036,8 @@ class TestPool:
     def set_extranonce(self, extranonce2_size: int | None = None) -> int:
         """Give every extranonce-subscribed connection a new extranonce1, then a new job.
 
-        The new job has a new id, as PROTOCOL.md requires. With another
+        The new job has a new id (cpuminer keeps the old extranonce1 while the id repeats,
+        docs/protocol.md). With another
         ``extranonce2_size`` the coinbase push byte no longer matches the extranonce length
         (the jobs stay synthetic), but validation is unaffected. Returns how many
         connections were told.

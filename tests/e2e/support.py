@@ -156,7 +156,7 @@ class ScriptedMiner:
         await self.wait_for(lambda: bool(self.jobs))
 
     def header_hash(self, job: MinerJob, extranonce2: bytes, ntime: int, nonce: int, version: int) -> int:
-        """The share hash the proxy will compute (PROTOCOL.md)."""
+        """The share hash the proxy will compute (docs/protocol.md)."""
         coinbase = bytes.fromhex(job.coinb1) + self.extranonce1 + extranonce2 + bytes.fromhex(job.coinb2)
         root = merkle_root(sha256d(coinbase), [bytes.fromhex(b) for b in job.branch])
         header = HEADER.pack(

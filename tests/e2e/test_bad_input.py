@@ -1,4 +1,4 @@
-"""Bad input costs the sender, never the others (DESIGN.md promise 4)."""
+"""Bad input costs the sender, never the others: nothing one miner sends affects another."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Helpers of the tools tier: a raw Stratum client and an independent share hasher.
 
-The hasher follows PROTOCOL.md step by step with hashlib only, so a share the test pool
+The hasher follows docs/protocol.md step by step with hashlib only, so a share the test pool
 accepts or rejects is judged against code that shares nothing with :mod:`proxy.mining`.
 """
 
@@ -33,7 +33,7 @@ def sha256d(data: bytes) -> bytes:
 
 
 def share_hash(notify: list[Any], extranonce1: str, extranonce2: str, nonce: int, version: int) -> int:
-    """PROTOCOL.md, "Share validation", steps 1 to 6, for a share at the job's ntime."""
+    """docs/protocol.md, "How a share is checked", steps 1 to 5, for a share at the job's ntime."""
     _, prevhash, coinb1, coinb2, branch, _, nbits, ntime, _ = notify
     root = sha256d(bytes.fromhex(coinb1 + extranonce1 + extranonce2 + coinb2))
     for sibling in branch:
