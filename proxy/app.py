@@ -15,7 +15,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,15 @@ class Proxy:
         self.http.admin_token = read_admin_token(self.config.http.admin_token_file)
         if self.config.http.enabled:
             await self.http.start(*self.config.http.listen_address)
-        self._spawn(self.pools.run(min(0.5, self.sweep_interval)))
-        self._spawn(self._sweep())
-        self._spawn(self._sample())
-        self._spawn(self._status())
+        self.pools.start()
+        # Each loop logs a failure and goes on: a bug in one round must not end failover,
+        # timeouts, vardiff or sampling for good.
+        pool_interval = min(0.5, self.sweep_interval)
+        self._spawn(_every(lambda: pool_interval, self.pools.tick, "pool manager tick failed"))
+        self._spawn(_every(lambda: self.sweep_interval, self.server.sweep, "session sweep failed"))
+        self._spawn(_every(lambda: self.sample_interval, self._sample, "worker sampling failed"))
+        # A reload may change the status interval; 0 turns the line off (checked each minute).
+        self._spawn(_every(lambda: self.config.log.status_interval or 60.0, self._status, "status failed"))
         log.info(
             "proxy started",
             listen=list(self.config.server.listen),
@@ -98,22 +103,8 @@ class Proxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)  # finished reloads do not pile up
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                self.server.sweep()
-            except Exception:
-                # A bug in one sweep must not end timeouts and vardiff for good.
-                log.exception("session sweep failed")
-
-    async def _sample(self) -> None:
-        while True:
-            await asyncio.sleep(self.sample_interval)
-            try:
-                self.stats.sample(self.clock())
-            except Exception:
-                log.exception("worker sampling failed")  # keep sampling and expiring
+    def _sample(self) -> None:
+        self.stats.sample(self.clock())
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when a pool is connected and authorized and its latest job is fresh."""
@@ -130,12 +121,9 @@ class Proxy:
             return False, f"no fresh job: the newest is {age:.0f} s old (limit {fresh_for:.0f} s)"
         return True, f"pool {newest.pool.name} ready, last job {age:.1f} s ago"
 
-    async def _status(self) -> None:
-        while True:
-            interval = self.config.log.status_interval  # a reload may change it
-            await asyncio.sleep(interval or 60.0)
-            if interval:
-                log.info("status", **self.status())
+    def _status(self) -> None:
+        if self.config.log.status_interval:
+            log.info("status", **self.status())
 
     def status(self) -> dict[str, object]:
         """A one-line summary of the fleet and the pools."""
@@ -300,6 +288,17 @@ class Proxy:
         log.info("shutting down: draining miners", miners=len(self.server.sessions))
         await self.drain()
         await self.stop()
+
+
+async def _every(interval: Callable[[], float], action: Callable[[], None], failure: str) -> None:
+    """Run ``action`` every ``interval()`` seconds until cancelled; a failure is logged
+    and the next round runs anyway."""
+    while True:
+        await asyncio.sleep(interval())
+        try:
+            action()
+        except Exception:
+            log.exception(failure)
 
 
 MIN_TOKEN_LENGTH = 16

@@ -23,9 +23,8 @@ import structlog
 from proxy.mining.job import JobIds
 from proxy.routing import policy
 from proxy.routing.connector import PoolConnector
-from proxy.routing.policy import PoolHealth
 from proxy.routing.ports import PlacedMiner
-from proxy.routing.state import Conn, PoolState, rebuild_pools
+from proxy.routing.state import Conn, PoolState, health_of, rebuild_pools
 from proxy.stratum.codec import ShareReply
 from proxy.upstream.submits import PendingShare
 
@@ -162,18 +161,11 @@ class PoolManager:
         """A connection closed: carry its shares in flight, move its miners, back off if
         it never worked."""
         pool = conn.state
-        self._carry(conn)
-        if conn.redirected and conn.session_id and not self._closing and not pool.removed:
-            if pool.resume_from is not None:
-                pool.resume_from.jobs.void_all()  # an older one: no longer resumable
-            pool.resume_from = conn
-            # How long a resume may take: the pool's wait, a connect and a handshake.
-            upstream = self.config.upstream
-            pool.resume_until = (
-                max(pool.retry_at, self.clock()) + upstream.connect_timeout + upstream.handshake_timeout
-            )
-        elif conn.redirected:
-            conn.jobs.void_all()
+        resumable = not self._closing and not pool.removed
+        upstream = self.config.upstream
+        # How long a resume may take: the pool's wait, a connect and a handshake.
+        deadline = max(pool.retry_at, self.clock()) + upstream.connect_timeout + upstream.handshake_timeout
+        pool.connection_lost(conn, resumable=resumable, resume_until=deadline)
         if conn in pool.connections:
             pool.connections.remove(conn)
         if not conn.retired and not self._closing and not pool.removed:
@@ -182,42 +174,13 @@ class PoolManager:
             pool.healthy_since = None
         self._rehome(conn)
 
-    def _carry(self, conn: Conn) -> None:
-        """Keep the shares a connection the pool sent away (``client.reconnect``) still
-        owed verdicts for: the next connection may resume its session and take them
-        (ckpool keeps its jobs across a reconnect), so the miner hears the pool, not us."""
-        pending = conn.shares.take_pending()
-        if not pending:
-            return
-        if self._closing or conn.state.removed or not conn.redirected:
-            # A crash or an outage: no prompt resume to wait for, the local verdict now.
-            for share in pending:
-                conn.shares.settle(share, None)
-            return
-        for share in pending:
-            self.carry(conn, share)
-
     def carry(self, conn: Conn, share: PendingShare) -> None:
-        """Keep a share of a connection the pool sent away until a connection resumes its
-        session (sent there at once if one already has), or its timeout."""
-        for ready in conn.state.ready_connections():
-            if ready.shares.same_session_as(conn):
-                ready.shares.resubmit(share)
-                return
-        conn.state.carried.append((conn, share))
+        """A share for a connection the pool sent away: kept for the session's resume."""
+        conn.state.carry(conn, share)
 
     def upstream_subscribed(self, conn: Conn) -> None:
-        """A new connection has its layout: if the pool resumed the session of the one it
-        sent away, that one's jobs carry on here; else they are void."""
-        pool = conn.state
-        lost = pool.resume_from
-        if lost is None or conn.resume_session != lost.session_id:
-            return  # not the connection that asked to resume it
-        pool.resume_from = None
-        if conn.shares.same_session_as(lost):
-            conn.jobs.adopt(lost.jobs)
-        else:
-            lost.jobs.void_all()
+        """A new connection has its layout: it may resume the one the pool sent away."""
+        conn.state.maybe_resume(conn)
 
     def upstream_leaving(self, conn: Conn) -> None:
         """The pool asked ``conn`` to reconnect (it is retired): its miners move now, as if
@@ -281,7 +244,7 @@ class PoolManager:
     # ------------------------------------------------------------------ selection
 
     def _best_ready(self) -> PoolState | None:
-        best = policy.best_ready(self._health()[0])
+        best = policy.best_ready(health_of(self.pools, self.active)[0])
         return None if best is None else self.pools[best]
 
     def _switch(self, pool: PoolState) -> None:
@@ -325,9 +288,6 @@ class PoolManager:
         now = self.clock()
         for pool in (*self.pools, *self.removed_pools):
             pool.expire_carried(now, self.config.server.submit_timeout)
-            if pool.resume_from is not None and now > pool.resume_until:
-                pool.resume_from.jobs.void_all()  # no resume came: its work is over
-                pool.resume_from = None
         self.removed_pools = [p for p in self.removed_pools if p.connections or p.carried]
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
@@ -335,15 +295,9 @@ class PoolManager:
         self._failback(now)
         self._maintain()
 
-    def _health(self) -> tuple[list[PoolHealth], int | None]:
-        """What the policy decides from: each pool's health, and the active one's index."""
-        health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in self.pools]
-        active = self.active
-        return health, (active.index if active is not None and active in self.pools else None)
-
     def _failback(self, now: float) -> None:
         """Carry out the policy's choice of active pool (failover and failback)."""
-        health, active = self._health()
+        health, active = health_of(self.pools, self.active)
         chosen = policy.choose_active(health, active, now, self.config.upstream.primary_hold)
         if chosen is not None and self.pools[chosen] is not self.active:
             self._switch(self.pools[chosen])
@@ -352,7 +306,7 @@ class PoolManager:
         """Keep the connections the policy wants open, retire idle ones it does not."""
         if self._closing:
             return
-        health, active = self._health()
+        health, active = health_of(self.pools, self.active)
         count = policy.keep_open(health, active)
         for pool in self.pools[:count]:
             if not any(not c.retired for c in pool.connections):
@@ -369,16 +323,9 @@ class PoolManager:
             if self.on_settle is not None:
                 self.on_settle(conn.state, latency)
 
-    async def run(self, interval: float = 0.5) -> None:
-        """The manager's loop: connect, then tick until cancelled."""
+    def start(self) -> None:
+        """Open the first connections; :meth:`tick` keeps them from then on."""
         self._maintain()
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self.tick()
-            except Exception:
-                # A bug here must not end failover for good: log it and tick again.
-                log.exception("pool manager tick failed")
 
     def close(self) -> None:
         """Shutdown: answer every forwarded share in flight, close every connection."""

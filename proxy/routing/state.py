@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from proxy.config import PoolConfig
+from proxy.routing.policy import PoolHealth
 from proxy.stats import WorkerStats
 from proxy.upstream.submits import PendingShare
 from proxy.upstream.v1 import UpstreamConnection
@@ -98,6 +99,48 @@ class PoolState:
         else:
             self.rejected += 1
 
+    def connection_lost(self, conn: Conn, *, resumable: bool, resume_until: float) -> None:
+        """A connection closed. One the pool sent away (``client.reconnect``) may have its
+        session resumed by the next connection (ckpool keeps its jobs across a reconnect):
+        its shares in flight and its jobs wait for that until ``resume_until``. Anything
+        else (a crash, an outage, a shutdown) answers its shares with the local verdict."""
+        pending = conn.shares.take_pending()
+        if not (resumable and conn.redirected):
+            for share in pending:
+                conn.shares.settle(share, None)
+            if conn.redirected:
+                conn.jobs.void_all()
+            return
+        for share in pending:
+            self.carry(conn, share)
+        if conn.session_id:
+            if self.resume_from is not None:
+                self.resume_from.jobs.void_all()  # an older one: no longer resumable
+            self.resume_from, self.resume_until = conn, resume_until
+        else:
+            conn.jobs.void_all()  # no session id: nothing to resume
+
+    def carry(self, conn: Conn, share: PendingShare) -> None:
+        """Keep a share of a connection the pool sent away until a connection resumes its
+        session (sent there at once if one already has), or its timeout."""
+        for ready in self.ready_connections():
+            if ready.shares.same_session_as(conn):
+                ready.shares.resubmit(share)
+                return
+        self.carried.append((conn, share))
+
+    def maybe_resume(self, conn: Conn) -> None:
+        """A new connection has its layout: if the pool resumed the session of the one it
+        sent away, that one's jobs carry on here; else they are void."""
+        lost = self.resume_from
+        if lost is None or conn.resume_session != lost.session_id:
+            return  # not the connection that asked to resume it
+        self.resume_from = None
+        if conn.shares.same_session_as(lost):
+            conn.jobs.adopt(lost.jobs)
+        else:
+            lost.jobs.void_all()
+
     def resubmit_carried(self, conn: Conn) -> None:
         """A new connection is ready: send it the carried shares if it resumed their
         session, else answer them locally (their work is void at the pool)."""
@@ -109,7 +152,11 @@ class PoolState:
                 old.shares.settle(share, None)
 
     def expire_carried(self, now: float, timeout: float) -> None:
-        """Answer locally the carried shares no connection took within ``timeout``."""
+        """Answer locally the carried shares no connection took within ``timeout``; void
+        the jobs of a session no connection resumed in time."""
+        if self.resume_from is not None and now > self.resume_until:
+            self.resume_from.jobs.void_all()  # no resume came: its work is over
+            self.resume_from = None
         keep = []
         for old, share in self.carried:
             if now - share.sent_at > timeout:
@@ -147,3 +194,10 @@ def rebuild_pools(
         state.index = index
         pools.append(state)
     return pools, list(by_name.values())
+
+
+def health_of(pools: Sequence[PoolState], active: PoolState | None) -> tuple[list[PoolHealth], int | None]:
+    """What the routing policy decides from: each pool's health in priority order, and the
+    index of the active pool (None when there is none, or a reload removed it)."""
+    health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
+    return health, (active.index if active is not None and active in pools else None)

@@ -7,14 +7,16 @@ connection serves many miners (the miner's extranonce1 is then only its prefix).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from typing import NamedTuple
 
 import msgspec
 
 from proxy.mining.job import Job, JobBook, JobIds
 from proxy.mining.target import target_from_difficulty
-from proxy.stratum.codec import encode_notify
-from proxy.stratum.messages import NotifyParams
+from proxy.stratum.codec import LineEncoder, encode_notify
+from proxy.stratum.messages import NotifyParams, SetDifficulty, SetDifficultyParams
+from proxy.upstream.channel import MinerLink
 
 
 class NewJob(NamedTuple):
@@ -152,3 +154,24 @@ class JobFeed:
         if force_clean:
             self.current_notify = self.current_line = self._clean_line = self._pool_notify = None
             self._force_clean = True
+
+
+def broadcast(miners: Set[MinerLink], new: NewJob, now: float, encoder: LineEncoder) -> None:
+    """Send a job to every miner of a connection. One that carries a new pool difficulty
+    goes to each miner whose difficulty must change after a ``set_difficulty`` (encoded
+    once per distinct value), so the change takes effect with this job."""
+    if new.ceiling is None:
+        for session in miners:
+            session.send_job(new.line)
+        return
+    encoded: dict[float, bytes] = {}
+    for session in list(miners):
+        difficulty = session.clamp_to_pool(new.ceiling, new.seq, now)
+        if difficulty is not None:
+            prefix = encoded.get(difficulty)
+            if prefix is None:
+                prefix = encoded[difficulty] = encoder.encode(
+                    SetDifficulty(params=SetDifficultyParams(difficulty))
+                )
+            session.send_job(prefix)
+        session.send_job(new.line)

@@ -34,7 +34,6 @@ from proxy.stratum.messages import (
     Reconnect,
     Response,
     SetDifficulty,
-    SetDifficultyParams,
     SetExtranonce,
     SetVersionMask,
     ShowMessage,
@@ -47,7 +46,7 @@ from proxy.upstream.handshake import (
     parse_subscribe,
     suggestion_due,
 )
-from proxy.upstream.jobs import JobFeed, NewJob
+from proxy.upstream.jobs import JobFeed, broadcast
 from proxy.upstream.submits import PendingShare, RequestTable
 
 log = structlog.get_logger("proxy.upstream")
@@ -128,35 +127,17 @@ class ChannelOwner(Protocol[S]):
         """A share for a closed connection whose session the pool may resume: keep it."""
 
 
-class UpstreamConnection(asyncio.Protocol, Generic[S]):
-    """A Stratum client session to one pool, shared by many miners."""
+class ChannelSurface(Generic[S]):
+    """What a pool connection shows the miners on it and its owner: its jobs, its
+    extranonce layout, whether it takes shares (the :class:`~proxy.upstream.channel.Channel`
+    protocol). The Stratum client that keeps it up to date is the subclass."""
 
-    def __init__(
-        self, owner: ChannelOwner[S], state: S, ids: JobIds, *, resume_session: str | None = None
-    ) -> None:
-        self.manager = owner
+    def __init__(self, state: S, ids: JobIds, config: Config) -> None:
         self.state = state  # the configured pool this connection belongs to
         self.pool = state.config
-        cfg = owner.config
-        # The pool's session id of our last connection: offered at subscribe so the pool
-        # can give the same extranonce1 back (ckpool does), and shares in flight when the
-        # last connection was lost can be sent again here.
-        self.resume_session = resume_session
-        self.session_id: str | None = None
-        self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
-        self.encoder = LineEncoder()
-        self.transport: asyncio.Transport | None = None
-        # Lazy, not log.bind(): a reload's new log level and format reach it too.
-        self.log: Any = structlog.get_logger("proxy.upstream", pool=state.name)
-        now = owner.clock()
-        self.started_at = now
-        self.last_message = now
-        self.last_job = now
-        self.ready = False
         self.closing = False  # close() was called: handle nothing more from the pool
         self.closed = False
-        self.retired = False  # no new miners; closed once it has nothing left to do
-        self._retired_at = 0.0
+        self.redirected = False  # the pool sent us away: its session may be resumed
         # Layout, from the subscribe result.
         self.extranonce1 = b""
         self.extranonce2_size = 0
@@ -164,21 +145,9 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
         self.fold = True
         self.miner_extranonce2_size = 0
         self.allocator = ExtranonceAllocator(0)
-        self._subscribed = False
-        self._authorized = False
         self.version_mask = 0
-        self.jobs = JobFeed(ids, ntime_window=cfg.server.ntime_window)
+        self.jobs = JobFeed(ids, ntime_window=config.server.ntime_window)
         self.requests = RequestTable()
-        self._leave_requested = False  # client.reconnect seen in the read being handled
-        self.redirected = False  # the pool sent us away: its session may be resumed
-        self.miners: set[MinerLink] = set()
-        self.shares: ShareForwarder[S] = ShareForwarder(self)
-        # The Channel's submit entry point, bound once: the share path makes one call.
-        self.forward = self.shares.forward
-        self.suggested = 0.0
-        self._suggest_at = now
-
-    # The Channel surface sessions read.
 
     @property
     def book(self) -> JobBook:
@@ -218,6 +187,68 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
     def pending(self) -> dict[int, PendingShare]:
         """Forwarded shares waiting for the pool's verdict, by our request id."""
         return self.requests.shares
+
+    def new_extranonce(self, extranonce1: bytes, size: int, miners_per_connection: int) -> bool:
+        """The pool changed our extranonce1 (and maybe the size): True when the miners'
+        layout changes with it (they must be re-placed); else the next job carries on."""
+        self.extranonce1 = extranonce1
+        prefix_size = prefix_size_for(size, miners_per_connection)
+        if (
+            self.fold
+            and prefix_size == self.prefix_size
+            and size - prefix_size == self.miner_extranonce2_size
+        ):
+            self.extranonce2_size = size
+            return False
+        self.set_layout(extranonce1, size, miners_per_connection)
+        return True
+
+    def set_layout(self, extranonce1: bytes, size: int, miners_per_connection: int) -> None:
+        """The pool's extranonce layout: how much of its extranonce2 each miner's prefix
+        takes (none when it is too small to split: one miner, the pool's own E1)."""
+        self.extranonce1 = extranonce1
+        self.extranonce2_size = size
+        self.prefix_size = prefix_size_for(size, miners_per_connection)
+        self.fold = self.prefix_size > 0
+        self.miner_extranonce2_size = size - self.prefix_size
+        self.allocator = ExtranonceAllocator(self.prefix_size)
+
+
+class UpstreamConnection(ChannelSurface[S], asyncio.Protocol):
+    """A Stratum client session to one pool, shared by many miners."""
+
+    def __init__(
+        self, owner: ChannelOwner[S], state: S, ids: JobIds, *, resume_session: str | None = None
+    ) -> None:
+        super().__init__(state, ids, owner.config)
+        self.manager = owner
+        cfg = owner.config
+        # The pool's session id of our last connection: offered at subscribe so the pool
+        # can give the same extranonce1 back (ckpool does), and shares in flight when the
+        # last connection was lost can be sent again here.
+        self.resume_session = resume_session
+        self.session_id: str | None = None
+        self.framer = LineFramer(max(cfg.server.max_line_bytes, 64 * 1024))
+        self.encoder = LineEncoder()
+        self.transport: asyncio.Transport | None = None
+        # Lazy, not log.bind(): a reload's new log level and format reach it too.
+        self.log: Any = structlog.get_logger("proxy.upstream", pool=state.name)
+        now = owner.clock()
+        self.started_at = now
+        self.last_message = now
+        self.last_job = now
+        self.ready = False
+        self.retired = False  # no new miners; closed once it has nothing left to do
+        self._retired_at = 0.0
+        self._subscribed = False
+        self._authorized = False
+        self._leave_requested = False  # client.reconnect seen in the read being handled
+        self.miners: set[MinerLink] = set()
+        self.shares: ShareForwarder[S] = ShareForwarder(self)
+        # The Channel's submit entry point, bound once: the share path makes one call.
+        self.forward = self.shares.forward
+        self.suggested = 0.0
+        self._suggest_at = now
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -338,12 +369,7 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
         self._maybe_ready()
 
     def _set_layout(self, extranonce1: bytes, size: int) -> None:
-        self.extranonce1 = extranonce1
-        self.extranonce2_size = size
-        self.prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
-        self.fold = self.prefix_size > 0
-        self.miner_extranonce2_size = size - self.prefix_size
-        self.allocator = ExtranonceAllocator(self.prefix_size)
+        self.set_layout(extranonce1, size, self.manager.config.upstream.miners_per_connection)
 
     def _maybe_ready(self) -> None:
         if self.ready or not (self._subscribed and self._authorized) or self.current_line is None:
@@ -378,28 +404,8 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             self.log.debug("job repeated", pool_job_id=params.job_id)
             return
         self.log.debug("job", job_id=new.job_id, pool_job_id=params.job_id, clean=new.clean)
-        self._broadcast(new, now)
+        broadcast(self.miners, new, now, self.encoder)
         self._maybe_ready()
-
-    def _broadcast(self, new: NewJob, now: float) -> None:
-        """Send a job to every miner. One that carries a new pool difficulty goes to each
-        miner whose difficulty must change after a ``set_difficulty`` (encoded once per
-        distinct value), so the change takes effect with this job."""
-        if new.ceiling is None:
-            for session in self.miners:
-                session.send_job(new.line)
-            return
-        encoded: dict[float, bytes] = {}
-        for session in list(self.miners):
-            difficulty = session.clamp_to_pool(new.ceiling, new.seq, now)
-            if difficulty is not None:
-                prefix = encoded.get(difficulty)
-                if prefix is None:
-                    prefix = encoded[difficulty] = self.encoder.encode(
-                        SetDifficulty(params=SetDifficultyParams(difficulty))
-                    )
-                session.send_job(prefix)
-            session.send_job(new.line)
 
     def _on_set_version_mask(self, mask_hex: str) -> None:
         try:
@@ -421,17 +427,8 @@ class UpstreamConnection(asyncio.Protocol, Generic[S]):
             self.close()
             return
         self.jobs.void_all(force_clean=True)  # coinb1 of every job had the old E1 folded in
-        self.extranonce1 = e1
-        prefix_size = prefix_size_for(size, self.manager.config.upstream.miners_per_connection)
-        if (
-            self.fold
-            and prefix_size == self.prefix_size
-            and size - prefix_size == self.miner_extranonce2_size
-        ):
-            self.extranonce2_size = size
-            return  # the miners' layout is unchanged: the pool's next notify carries on
-        self._set_layout(e1, size)
-        self.manager.relayout(self)
+        if self.new_extranonce(e1, size, self.manager.config.upstream.miners_per_connection):
+            self.manager.relayout(self)
 
     def _on_reconnect(self, msg: Reconnect) -> None:
         """The pool wants us elsewhere: once this read is handled, miners move to another
