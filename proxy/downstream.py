@@ -192,27 +192,22 @@ class MinerServer:
             session.close("shutdown")
 
 
-class MinerSession(asyncio.Protocol):
-    """One miner connection: handshake, share submission, difficulty, job delivery."""
+class SessionPlacement:
+    """A miner session as routing and its channel see it: where it mines, its lifecycle
+    state, its difficulty and the jobs it is sent. The submit path and the transport are
+    the subclasses' (:class:`SessionShares`, :class:`MinerSession`)."""
 
-    # Slots: a farm keeps tens of thousands of these alive, and a __dict__ each would
+    # Slots: a farm keeps tens of thousands of sessions alive, and a __dict__ each would
     # double the memory per miner.
     __slots__ = (
-        "_errors",
-        "_errors_at",
         "_mined",
-        "_proxy_header",
         "_stats",
         "_stats_name",
-        "_wait",
         "_worker_stats",
         "closed",
-        "connected_at",
         "extranonce1",
         "extranonce2_size",
         "extranonce_subscribed",
-        "framer",
-        "handshake_deadline",
         "last_activity",
         "local_address",
         "log",
@@ -231,10 +226,8 @@ class MinerSession(asyncio.Protocol):
         "workers",
     )
 
-    def __init__(self, server: MinerServer) -> None:
+    def __init__(self, server: MinerServer, now: float) -> None:
         self.server = server
-        cfg = server.config
-        self.framer = LineFramer(cfg.server.max_line_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         # Where the miner connected to, when a PROXY header said (the balancer's frontend);
@@ -245,14 +238,7 @@ class MinerSession(asyncio.Protocol):
         self.state = State.CONNECTED
         self._mined = False  # it had work (a LEAVING miner may still submit what it has)
         self.closed = False  # the transport is closed
-        now = server.clock()
-        self.connected_at = now
         self.last_activity = now
-        self.handshake_deadline = now + cfg.server.handshake_timeout
-        self._errors = 0.0
-        self._errors_at = now
-        self._proxy_header: ProxyHeaderParser | None = None  # until the PROXY header is read
-        self._wait: SubscribeWait | None = None  # made only when a subscribe has to wait
         # Handshake state.
         self.extranonce_subscribed = False
         self.rolling = VersionRolling()  # BIP310: the mask asked for and the mask told
@@ -265,11 +251,28 @@ class MinerSession(asyncio.Protocol):
         self.extranonce1 = b""
         self.extranonce2_size = 0
         self.validator: ShareValidator | None = None
-        self.vardiff = Vardiff(**vardiff_settings(cfg.difficulty), now=now)
+        self.vardiff = Vardiff(**vardiff_settings(server.config.difficulty), now=now)
         self._stats_name = ""
         self._stats: WorkerStats | None = None
         self._worker_stats: dict[str, WorkerStats] = {}
         self.pending_forwards = 0
+
+    def close(self, reason: str) -> None:
+        """Stop handling input and close (the transport layer does it)."""
+        raise NotImplementedError
+
+    def _close_transport(self) -> None:
+        """Close after flushing what was written (a bounded wait, then abort)."""
+        if self.closed:
+            return
+        self.closed = True
+        transport = self.transport
+        if transport is None:
+            return
+        transport.close()
+        if transport.get_write_buffer_size() > 0:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_later(5.0, transport.abort)
 
     @property
     def closing(self) -> bool:
@@ -292,167 +295,10 @@ class MinerSession(asyncio.Protocol):
         sockname = self.transport.get_extra_info("sockname") if self.transport is not None else None
         return (str(sockname[0]), int(sockname[1])) if isinstance(sockname, tuple) else None
 
-    def _closed_now(self) -> None:
-        """The transport is gone or refused: nothing more in or out."""
-        self.state = _CLOSED
-        self.closed = True
-
     @property
     def config(self) -> Config:
         """The config in force (a reload swaps it on the server)."""
         return self.server.config
-
-    def reconfigure(self, now: float) -> None:
-        """A reload changed the config: new line cap, and difficulty re-targeted."""
-        cfg = self.config
-        self.framer.max_line = cfg.server.max_line_bytes
-        self._apply(self.vardiff.reconfigure(**vardiff_settings(cfg.difficulty), now=now))
-
-    # ------------------------------------------------------------------ asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Register the session, or refuse it when the miner limit is reached."""
-        # uvloop's transports do not subclass asyncio.Transport, but implement it.
-        self.transport = cast("asyncio.Transport", transport)
-        peername = transport.get_extra_info("peername")
-        if peername:
-            self.peer = f"{peername[0]}:{peername[1]}"
-        self.log = _session_log(peer=self.peer)
-        server = self.server
-        if len(server.sessions) >= self.config.server.max_miners:
-            server.stats.connection("rejected_limit")
-            self._closed_now()
-            self.transport.abort()
-            return
-        if self.config.server.proxy_protocol:
-            # Only the balancer may say where a miner really is: anyone else could forge it.
-            if not peername or not is_trusted(str(peername[0]), self.config.server.trusted_networks):
-                server.stats.connection("rejected_untrusted_proxy")
-                self.log.debug("closing: PROXY header expected from a trusted balancer only")
-                self._closed_now()
-                self.transport.abort()
-                return
-            self._proxy_header = ProxyHeaderParser()
-        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        server.sessions.add(self)
-        server.stats.connection("accepted")
-        if self._proxy_header is None:  # else logged once the header says who it is
-            self.log.info("miner connected", miners=len(server.sessions))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Free the extranonce prefix and forget the session."""
-        self._closed_now()
-        registered = self in self.server.sessions
-        self.server.sessions.discard(self)
-        self.server.pools.detach(self)
-        self.upstream = self.previous_upstream = None
-        now = self.server.clock()
-        for stats in self._worker_stats.values():
-            stats.connections -= 1
-            stats.last_seen = now
-        # Connections refused at accept (limit, untrusted balancer) are counted, not logged
-        # at info: anyone can open them, so they must not be able to flood the log.
-        (self.log.info if registered else self.log.debug)(
-            "miner disconnected", reason=str(exc) if exc else "closed"
-        )
-
-    def data_received(self, data: bytes) -> None:
-        """Frame and handle every complete line, in order."""
-        if self.state is _CLOSED:
-            return
-        self.last_activity = self.server.clock()
-        if self._proxy_header is not None:
-            data = self._read_proxy_header(data)
-            if not data:
-                return
-        items = self.framer.feed(data)
-        self.handle_items(items)
-
-    def handle_items(self, items: list[bytes | LineTooLong]) -> None:
-        """Handle lines in order; from a subscribe that has to wait on, keep them queued."""
-        for i, item in enumerate(items):
-            wait = self._wait
-            if wait is not None and wait.busy:  # a subscribe waits for a pool: keep order
-                wait.hold(items[i:])
-                return
-            if self.state is _CLOSED:
-                return
-            self._handle_item(item)
-
-    def _read_proxy_header(self, data: bytes) -> bytes:
-        """Consume the PROXY protocol header; return the Stratum bytes after it."""
-        assert self._proxy_header is not None
-        try:
-            parsed = self._proxy_header.feed(data)
-        except ProxyHeaderError as exc:
-            self.server.stats.connection("closed_bad_input")
-            self.log.info("closing: bad PROXY header", error=exc.message)
-            self.close(exc.message)
-            return b""
-        if parsed is None:
-            return b""  # more of the header to come
-        info, rest = parsed
-        self._proxy_header = None
-        if info.source is not None:  # None: the balancer's own connection (a health check)
-            balancer, self.peer = self.peer, f"{info.source[0]}:{info.source[1]}"
-            self.log = _session_log(peer=self.peer, via=balancer)
-        if info.destination is not None:
-            self.local_address = info.destination  # the balancer's frontend
-        self.log.info("miner connected", miners=len(self.server.sessions))
-        return rest
-
-    def eof_received(self) -> bool:
-        """The miner half-closed: answer what is in flight, then close (see :meth:`close`)."""
-        self.close("end of input")
-        return True  # keep the transport open for the answers; close() closes it
-
-    def pause_writing(self) -> None:
-        """The miner stopped reading and WRITE_HIGH_WATER bytes piled up: drop it."""
-        self.server.stats.connection("closed_not_reading")
-        self.log.info("closing: miner is not reading")
-        self._closed_now()
-        if self.transport is not None:
-            self.transport.abort()
-
-    # ------------------------------------------------------------------ dispatch
-
-    def _handle_item(self, item: bytes | LineTooLong) -> None:
-        try:
-            if isinstance(item, LineTooLong):
-                raise item
-            self._handle_line(item)
-        except FramingError as exc:
-            self.server.stats.connection("closed_bad_input")
-            self.log.info("closing: not stratum", error=exc.message)
-            self.close(exc.message)
-        except PeerError as exc:
-            self.send(error_reply(exc))
-            self._count_error()
-        except Exception:
-            # A bug of ours must cost this miner its connection, never the process.
-            self.log.exception("session error")
-            self.close("internal error")
-
-    def _handle_line(self, line: bytes) -> None:
-        msg = decode_miner_line(line)
-        if type(msg) is Submit:  # the hot path skips the handler table
-            self._on_submit(msg)
-            return
-        handler = _HANDLERS.get(msg.__class__)
-        if handler is not None:
-            handler(Handshake(self), msg)
-
-    def _count_error(self) -> None:
-        now = self.server.clock()
-        refill = (now - self._errors_at) / ERROR_REFILL_SECONDS
-        self._errors = max(0.0, self._errors - refill) + 1
-        self._errors_at = now
-        if self._errors > self.config.server.error_budget:
-            self.server.stats.connection("closed_error_budget")
-            self.log.info("closing: error budget exhausted")
-            self.close("error budget exhausted")
-
-    # ------------------------------------------------------------------ handshake
 
     def sync_version_mask(self) -> None:
         """Make what the validator allows and what the miner was told the pool's mask now.
@@ -468,10 +314,6 @@ class MinerSession(asyncio.Protocol):
         if tell is not None:
             params = SetVersionMaskParams(f"{tell:08x}")
             self.send(self.server.encoder.encode(SetVersionMask(params=params)))
-
-    def subscribe_done(self, request_id: RequestId) -> None:
-        """A subscribe that waited got its place: answer it (the wait resumes reading)."""
-        self._subscribed(request_id)
 
     def attached(self, upstream: Channel, prefix: bytes, previous: Channel | None = None) -> None:
         """Called by the pool manager when this session gets a place on ``upstream``
@@ -522,7 +364,116 @@ class MinerSession(asyncio.Protocol):
         if line is not None:
             self.send(line)
 
-    # ------------------------------------------------------------------ shares (hot path)
+    def _apply(self, difficulty: float | None) -> None:
+        """Put a new difficulty in force: set_difficulty, then a fresh job id to carry it."""
+        if difficulty is None or self.validator is None or self.upstream is None:
+            return
+        book = self.upstream.book
+        self.validator.set_difficulty(difficulty, book.ids.next_seq)
+        if not self.mining:
+            return
+        self._send_difficulty(difficulty)
+        current = book.current
+        notify = self.upstream.current_notify
+        if current is None or notify is None:
+            return
+        alias = current.alias(*book.ids.take())
+        self.validator.remember_alias(alias)
+        params = msgspec.structs.replace(notify, job_id=alias.job_id, clean_jobs=False)
+        self.send(self.server.encoder.encode(Notify(params=params)))
+
+    def _send_difficulty(self, difficulty: float) -> None:
+        self.send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
+
+    def clamp_to_pool(self, pool_difficulty: float, seq: int, now: float) -> float | None:
+        """The pool's difficulty changed, taking effect with the job numbered ``seq``: keep
+        this miner at or below it (hashrate conservation). Returns the difficulty to send
+        the miner before that job, or None when nothing changes for it."""
+        new = self.vardiff.set_ceiling(pool_difficulty, now)
+        if new is None or self.validator is None:
+            return None
+        self.validator.set_difficulty(new, seq)
+        return new if self.mining else None
+
+    @property
+    def wanted_difficulty(self) -> float:
+        """What vardiff would give this miner without the pool's ceiling."""
+        return self.vardiff.wanted
+
+    def detached(self) -> None:
+        """Routing took this miner off its channel; a new place follows. Shares on that
+        channel's jobs still go to it (it may be waiting for its pool to resume it)."""
+        if self.upstream is not None:
+            self.previous_upstream = self.upstream
+        self.upstream = None
+
+    def on_version_mask(self) -> None:
+        """The pool changed its version mask: tell a rolling miner at once (BIP310)."""
+        self.sync_version_mask()
+
+    def send_job(self, line: bytes) -> None:
+        """A new job line from this session's upstream connection."""
+        state = self.state
+        if (state is _MINING or (state is _LEAVING and self._mined)) and not self.closed:
+            self.transport.write(line)  # type: ignore[union-attr]  # set before it can mine
+
+    def moved(self, old_extranonce1: bytes, old_size: int) -> None:
+        """After :meth:`attached` put us on another upstream connection (failover).
+
+        Same extranonce layout: nothing to tell the miner, the next job carries on. A new
+        layout: ``mining.set_extranonce`` where the miner asked for it, else reconnect.
+        Either way a fresh job id follows (cpuminer-multi keeps the old extranonce1 while
+        the job id repeats).
+        """
+        if not self.subscribed:
+            return
+        if (self.extranonce1, self.extranonce2_size) != (old_extranonce1, old_size):
+            if not self.extranonce_subscribed:
+                self.reconnect()
+                return
+            params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
+            self.send(self.server.encoder.encode(SetExtranonce(params=params)))
+        if self.mining and self.upstream is not None:
+            self._send_difficulty(self.vardiff.difficulty)
+            line = self.upstream.clean_line()  # clean: work for the old connection is over
+            if line is not None:
+                self.send(line)
+
+    def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
+        """Ask the miner to reconnect: to ``host:port``, else to the address it connected
+        to (behind a balancer: the balancer, which may pick another instance).
+
+        The host is always explicit when known: cpuminer ignores a reconnect with a null
+        host. The connection is not cut at once: a request the miner sent before it read
+        the message is still answered. It closes when the miner leaves, or after
+        :data:`RECONNECT_GRACE` seconds.
+        """
+        address = self.local_address or self._socket_address()
+        if not host and address is not None:
+            host, port = address
+        # An integral wait goes out as an integer: firmware reads it with an integer parser.
+        wire_wait = int(wait) if float(wait).is_integer() else wait
+        params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
+        self.send(self.server.encoder.encode(Reconnect(params=params)))
+        if not allows(self.state, Event.LEAVE):
+            return  # already leaving, or closed
+        self.state = advance(self.state, Event.LEAVE)
+        asyncio.get_running_loop().call_later(RECONNECT_GRACE, self.close, "reconnect requested")
+
+    def _reply(self, request_id: RequestId, result: object) -> None:
+        self.send(result_tail(result).reply(request_id))
+
+    def send(self, line: bytes) -> None:
+        """Write a line to the miner (dropped once the transport is closed)."""
+        transport = self.transport
+        if transport is not None and not self.closed:
+            transport.write(line)
+
+
+class SessionShares(SessionPlacement):
+    """The submit path of a miner session (the hot path): judge, answer, forward."""
+
+    __slots__ = ()
 
     def _on_submit(self, msg: Submit) -> None:
         validator = self.validator
@@ -645,105 +596,186 @@ class MinerSession(asyncio.Protocol):
         if self.closing and not self.pending_forwards:
             self._close_transport()  # the last answer a closing session was waiting for
 
-    # ------------------------------------------------------------------ difficulty and jobs
 
-    def _apply(self, difficulty: float | None) -> None:
-        """Put a new difficulty in force: set_difficulty, then a fresh job id to carry it."""
-        if difficulty is None or self.validator is None or self.upstream is None:
+class MinerSession(SessionShares, asyncio.Protocol):
+    """One miner connection: the transport, limits and dispatch around the session."""
+
+    __slots__ = (
+        "_errors",
+        "_errors_at",
+        "_proxy_header",
+        "_wait",
+        "connected_at",
+        "framer",
+        "handshake_deadline",
+    )
+
+    def __init__(self, server: MinerServer) -> None:
+        now = server.clock()
+        super().__init__(server, now)
+        cfg = server.config
+        self.framer = LineFramer(cfg.server.max_line_bytes)
+        self.connected_at = now
+        self.handshake_deadline = now + cfg.server.handshake_timeout
+        self._errors = 0.0
+        self._errors_at = now
+        self._proxy_header: ProxyHeaderParser | None = None  # until the PROXY header is read
+        self._wait: SubscribeWait | None = None  # made only when a subscribe has to wait
+
+    def _closed_now(self) -> None:
+        """The transport is gone or refused: nothing more in or out."""
+        self.state = _CLOSED
+        self.closed = True
+
+    def reconfigure(self, now: float) -> None:
+        """A reload changed the config: new line cap, and difficulty re-targeted."""
+        cfg = self.config
+        self.framer.max_line = cfg.server.max_line_bytes
+        self._apply(self.vardiff.reconfigure(**vardiff_settings(cfg.difficulty), now=now))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register the session, or refuse it when the miner limit is reached."""
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        self.transport = cast("asyncio.Transport", transport)
+        peername = transport.get_extra_info("peername")
+        if peername:
+            self.peer = f"{peername[0]}:{peername[1]}"
+        self.log = _session_log(peer=self.peer)
+        server = self.server
+        if len(server.sessions) >= self.config.server.max_miners:
+            server.stats.connection("rejected_limit")
+            self._closed_now()
+            self.transport.abort()
             return
-        book = self.upstream.book
-        self.validator.set_difficulty(difficulty, book.ids.next_seq)
-        if not self.mining:
-            return
-        self._send_difficulty(difficulty)
-        current = book.current
-        notify = self.upstream.current_notify
-        if current is None or notify is None:
-            return
-        alias = current.alias(*book.ids.take())
-        self.validator.remember_alias(alias)
-        params = msgspec.structs.replace(notify, job_id=alias.job_id, clean_jobs=False)
-        self.send(self.server.encoder.encode(Notify(params=params)))
-
-    def _send_difficulty(self, difficulty: float) -> None:
-        self.send(self.server.encoder.encode(SetDifficulty(params=SetDifficultyParams(difficulty))))
-
-    def clamp_to_pool(self, pool_difficulty: float, seq: int, now: float) -> float | None:
-        """The pool's difficulty changed, taking effect with the job numbered ``seq``: keep
-        this miner at or below it (hashrate conservation). Returns the difficulty to send
-        the miner before that job, or None when nothing changes for it."""
-        new = self.vardiff.set_ceiling(pool_difficulty, now)
-        if new is None or self.validator is None:
-            return None
-        self.validator.set_difficulty(new, seq)
-        return new if self.mining else None
-
-    @property
-    def wanted_difficulty(self) -> float:
-        """What vardiff would give this miner without the pool's ceiling."""
-        return self.vardiff.wanted
-
-    def detached(self) -> None:
-        """Routing took this miner off its channel; a new place follows. Shares on that
-        channel's jobs still go to it (it may be waiting for its pool to resume it)."""
-        if self.upstream is not None:
-            self.previous_upstream = self.upstream
-        self.upstream = None
-
-    def on_version_mask(self) -> None:
-        """The pool changed its version mask: tell a rolling miner at once (BIP310)."""
-        self.sync_version_mask()
-
-    def send_job(self, line: bytes) -> None:
-        """A new job line from this session's upstream connection."""
-        state = self.state
-        if (state is _MINING or (state is _LEAVING and self._mined)) and not self.closed:
-            self.transport.write(line)  # type: ignore[union-attr]  # set before it can mine
-
-    def moved(self, old_extranonce1: bytes, old_size: int) -> None:
-        """After :meth:`attached` put us on another upstream connection (failover).
-
-        Same extranonce layout: nothing to tell the miner, the next job carries on. A new
-        layout: ``mining.set_extranonce`` where the miner asked for it, else reconnect.
-        Either way a fresh job id follows (cpuminer-multi keeps the old extranonce1 while
-        the job id repeats).
-        """
-        if not self.subscribed:
-            return
-        if (self.extranonce1, self.extranonce2_size) != (old_extranonce1, old_size):
-            if not self.extranonce_subscribed:
-                self.reconnect()
+        if self.config.server.proxy_protocol:
+            # Only the balancer may say where a miner really is: anyone else could forge it.
+            if not peername or not is_trusted(str(peername[0]), self.config.server.trusted_networks):
+                server.stats.connection("rejected_untrusted_proxy")
+                self.log.debug("closing: PROXY header expected from a trusted balancer only")
+                self._closed_now()
+                self.transport.abort()
                 return
-            params = SetExtranonceParams(self.extranonce1.hex(), self.extranonce2_size)
-            self.send(self.server.encoder.encode(SetExtranonce(params=params)))
-        if self.mining and self.upstream is not None:
-            self._send_difficulty(self.vardiff.difficulty)
-            line = self.upstream.clean_line()  # clean: work for the old connection is over
-            if line is not None:
-                self.send(line)
+            self._proxy_header = ProxyHeaderParser()
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        server.sessions.add(self)
+        server.stats.connection("accepted")
+        if self._proxy_header is None:  # else logged once the header says who it is
+            self.log.info("miner connected", miners=len(server.sessions))
 
-    def reconnect(self, host: str | None = None, port: int | None = None, wait: float = 0) -> None:
-        """Ask the miner to reconnect: to ``host:port``, else to the address it connected
-        to (behind a balancer: the balancer, which may pick another instance).
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Free the extranonce prefix and forget the session."""
+        self._closed_now()
+        registered = self in self.server.sessions
+        self.server.sessions.discard(self)
+        self.server.pools.detach(self)
+        self.upstream = self.previous_upstream = None
+        now = self.server.clock()
+        for stats in self._worker_stats.values():
+            stats.connections -= 1
+            stats.last_seen = now
+        # Connections refused at accept (limit, untrusted balancer) are counted, not logged
+        # at info: anyone can open them, so they must not be able to flood the log.
+        (self.log.info if registered else self.log.debug)(
+            "miner disconnected", reason=str(exc) if exc else "closed"
+        )
 
-        The host is always explicit when known: cpuminer ignores a reconnect with a null
-        host. The connection is not cut at once: a request the miner sent before it read
-        the message is still answered. It closes when the miner leaves, or after
-        :data:`RECONNECT_GRACE` seconds.
-        """
-        address = self.local_address or self._socket_address()
-        if not host and address is not None:
-            host, port = address
-        # An integral wait goes out as an integer: firmware reads it with an integer parser.
-        wire_wait = int(wait) if float(wait).is_integer() else wait
-        params = ReconnectParams(host, port, wire_wait) if host else ReconnectParams()
-        self.send(self.server.encoder.encode(Reconnect(params=params)))
-        if not allows(self.state, Event.LEAVE):
-            return  # already leaving, or closed
-        self.state = advance(self.state, Event.LEAVE)
-        asyncio.get_running_loop().call_later(RECONNECT_GRACE, self.close, "reconnect requested")
+    def data_received(self, data: bytes) -> None:
+        """Frame and handle every complete line, in order."""
+        if self.state is _CLOSED:
+            return
+        self.last_activity = self.server.clock()
+        if self._proxy_header is not None:
+            data = self._read_proxy_header(data)
+            if not data:
+                return
+        items = self.framer.feed(data)
+        self.handle_items(items)
 
-    # ------------------------------------------------------------------ plumbing
+    def handle_items(self, items: list[bytes | LineTooLong]) -> None:
+        """Handle lines in order; from a subscribe that has to wait on, keep them queued."""
+        for i, item in enumerate(items):
+            wait = self._wait
+            if wait is not None and wait.busy:  # a subscribe waits for a pool: keep order
+                wait.hold(items[i:])
+                return
+            if self.state is _CLOSED:
+                return
+            self._handle_item(item)
+
+    def _read_proxy_header(self, data: bytes) -> bytes:
+        """Consume the PROXY protocol header; return the Stratum bytes after it."""
+        assert self._proxy_header is not None
+        try:
+            parsed = self._proxy_header.feed(data)
+        except ProxyHeaderError as exc:
+            self.server.stats.connection("closed_bad_input")
+            self.log.info("closing: bad PROXY header", error=exc.message)
+            self.close(exc.message)
+            return b""
+        if parsed is None:
+            return b""  # more of the header to come
+        info, rest = parsed
+        self._proxy_header = None
+        if info.source is not None:  # None: the balancer's own connection (a health check)
+            balancer, self.peer = self.peer, f"{info.source[0]}:{info.source[1]}"
+            self.log = _session_log(peer=self.peer, via=balancer)
+        if info.destination is not None:
+            self.local_address = info.destination  # the balancer's frontend
+        self.log.info("miner connected", miners=len(self.server.sessions))
+        return rest
+
+    def eof_received(self) -> bool:
+        """The miner half-closed: answer what is in flight, then close (see :meth:`close`)."""
+        self.close("end of input")
+        return True  # keep the transport open for the answers; close() closes it
+
+    def pause_writing(self) -> None:
+        """The miner stopped reading and WRITE_HIGH_WATER bytes piled up: drop it."""
+        self.server.stats.connection("closed_not_reading")
+        self.log.info("closing: miner is not reading")
+        self._closed_now()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _handle_item(self, item: bytes | LineTooLong) -> None:
+        try:
+            if isinstance(item, LineTooLong):
+                raise item
+            self._handle_line(item)
+        except FramingError as exc:
+            self.server.stats.connection("closed_bad_input")
+            self.log.info("closing: not stratum", error=exc.message)
+            self.close(exc.message)
+        except PeerError as exc:
+            self.send(error_reply(exc))
+            self._count_error()
+        except Exception:
+            # A bug of ours must cost this miner its connection, never the process.
+            self.log.exception("session error")
+            self.close("internal error")
+
+    def _handle_line(self, line: bytes) -> None:
+        msg = decode_miner_line(line)
+        if type(msg) is Submit:  # the hot path skips the handler table
+            self._on_submit(msg)
+            return
+        handler = _HANDLERS.get(msg.__class__)
+        if handler is not None:
+            handler(Handshake(self), msg)
+
+    def _count_error(self) -> None:
+        now = self.server.clock()
+        refill = (now - self._errors_at) / ERROR_REFILL_SECONDS
+        self._errors = max(0.0, self._errors - refill) + 1
+        self._errors_at = now
+        if self._errors > self.config.server.error_budget:
+            self.server.stats.connection("closed_error_budget")
+            self.log.info("closing: error budget exhausted")
+            self.close("error budget exhausted")
+
+    def subscribe_done(self, request_id: RequestId) -> None:
+        """A subscribe that waited got its place: answer it (the wait resumes reading)."""
+        self._subscribed(request_id)
 
     def tick(self, now: float) -> None:
         """Timeouts and vardiff for a miner that stopped submitting."""
@@ -758,15 +790,6 @@ class MinerSession(asyncio.Protocol):
         elif self.mining:
             self._apply(self.vardiff.poll(now))
 
-    def _reply(self, request_id: RequestId, result: object) -> None:
-        self.send(result_tail(result).reply(request_id))
-
-    def send(self, line: bytes) -> None:
-        """Write a line to the miner (dropped once the transport is closed)."""
-        transport = self.transport
-        if transport is not None and not self.closed:
-            transport.write(line)
-
     def close(self, reason: str) -> None:
         """Stop handling input and close; shares still waiting for the pool's verdict are
         answered first (the upstream side answers them within ``submit_timeout``)."""
@@ -778,19 +801,6 @@ class MinerSession(asyncio.Protocol):
         self.log.debug("closing", reason=reason, pending=self.pending_forwards)
         if not self.pending_forwards:
             self._close_transport()
-
-    def _close_transport(self) -> None:
-        """Close after flushing what was written (a bounded wait, then abort)."""
-        if self.closed:
-            return
-        self.closed = True
-        transport = self.transport
-        if transport is None:
-            return
-        transport.close()
-        if transport.get_write_buffer_size() > 0:
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().call_later(5.0, transport.abort)
 
 
 class Handshake:
