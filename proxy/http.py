@@ -199,10 +199,9 @@ class HttpApi:
         now = self.proxy.clock()
         manager = self.proxy.pools
         views = []
-        for pool in manager.pools:
+        for pool, state in zip(manager.pools, manager.pool_states(), strict=True):
             ready = pool.ready_connections()
             conn = ready[0] if ready else None
-            state = "ready" if ready else ("connecting" if pool.connections or pool.connecting else "down")
             views.append(
                 PoolView(
                     name=pool.name,

@@ -31,6 +31,7 @@ from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.registry import Collector
 
 from proxy import __version__
+from proxy.routing.policy import POOL_STATES
 from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
 
 if TYPE_CHECKING:
@@ -78,6 +79,11 @@ class _PoolCollector(Collector):
         connected = GaugeMetricFamily(
             f"{PREFIX}_upstream_connected", "1 while the pool has a ready connection.", labels=["pool"]
         )
+        states = GaugeMetricFamily(
+            f"{PREFIX}_pool_state",
+            "1 for the state each pool is in: ready, connecting, down, or standby (not needed now).",
+            labels=["pool", "state"],
+        )
         active = GaugeMetricFamily(
             f"{PREFIX}_upstream_active", "1 for the pool miners mine on.", labels=["pool"]
         )
@@ -96,8 +102,10 @@ class _PoolCollector(Collector):
             labels=["pool"],
         )
         jobs = CounterMetricFamily(f"{PREFIX}_jobs", "Jobs received from the pool.", labels=["pool"])
-        for pool in self.pools.pools:
+        for pool, state in zip(self.pools.pools, self.pools.pool_states(), strict=True):
             name = [pool.name]
+            for each in POOL_STATES:
+                states.add_metric([pool.name, each], 1 if each == state else 0)
             shares.add_metric([pool.name, "accepted"], pool.accepted)
             shares.add_metric([pool.name, "rejected"], pool.rejected)
             timeouts.add_metric(name, pool.timeouts)
@@ -110,7 +118,18 @@ class _PoolCollector(Collector):
             blocks.add_metric(name, pool.blocks)
             candidates.add_metric(name, pool.candidates)
             jobs.add_metric(name, pool.jobs)
-        yield from (shares, timeouts, connected, active, connections, difficulty, blocks, candidates, jobs)
+        yield from (
+            shares,
+            timeouts,
+            connected,
+            states,
+            active,
+            connections,
+            difficulty,
+            blocks,
+            candidates,
+            jobs,
+        )
 
     def _fleet(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

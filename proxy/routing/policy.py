@@ -13,7 +13,7 @@ carries out what it decides.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 
 class PoolHealth(NamedTuple):
@@ -80,3 +80,25 @@ def redirect_target(
 def redirect_wait(wait: float) -> float:
     """The seconds a pool's reconnect ``wait`` keeps us away, bounded."""
     return min(max(wait, 0.0), MAX_REDIRECT_WAIT)
+
+
+POOL_STATES: Final = ("ready", "connecting", "down", "standby")
+"""What a pool is, as operators see it."""
+
+
+def pool_states(pools: Sequence[PoolHealth], active: int | None, opening: Sequence[bool]) -> list[str]:
+    """Each pool's state: ``ready``; ``connecting`` (a connection is being made or
+    handshaking); ``standby`` (not needed now: below the active pool, no connection
+    wanted, so nothing is wrong with it); else ``down``."""
+    wanted = keep_open(pools, active)
+    states = []
+    for index, (pool, busy) in enumerate(zip(pools, opening, strict=True)):
+        if pool.ready and not pool.removed:
+            states.append("ready")
+        elif busy:
+            states.append("connecting")
+        elif index >= wanted:
+            states.append("standby")
+        else:
+            states.append("down")
+    return states

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from proxy.app import Proxy
 from proxy.config import parse_config
 from proxy.tools import wait_until
-from tests.e2e.support import HTTP_TOML, ScriptedMiner, running_pool, running_proxy
+from tests.e2e.support import HTTP_TOML, ScriptedMiner, proxy_config, running_pool, running_proxy
 
 SECRET = "pool-pass-s3cret"
 
@@ -129,3 +130,29 @@ async def test_readyz_is_503_when_the_newest_job_is_stale() -> None:
         pool.new_job()
         await wait_until(lambda: proxy.clock() - conn.last_job < 1.0)
         assert (await _get(proxy, "/readyz"))[0] == 200
+
+
+async def test_an_idle_backup_pool_is_standby_not_down() -> None:
+    async with (
+        running_pool() as primary,
+        running_pool(seed=5) as backup,
+        running_proxy(proxy_config([primary.port, backup.port])) as proxy,
+    ):
+        # At start every pool is tried; once the primary is active the backup is let go.
+        for _ in range(100):
+            status, _, body = await _get(proxy, "/api/v1/pools")
+            states = {view["name"]: view["state"] for view in json.loads(body)["pools"]}
+            if states["pool1"] == "standby":
+                break
+            await asyncio.sleep(0.1)
+        assert status == 200
+        assert states == {"pool0": "ready", "pool1": "standby"}
+        _, _, text = await _get(proxy, "/metrics")
+        samples = {
+            (s.labels["pool"], s.labels["state"]): s.value
+            for family in parse_text(text)
+            if family.name == "stratum_proxy_pool_state"
+            for s in family.samples
+        }
+        assert samples[("pool1", "standby")] == 1 and samples[("pool1", "down")] == 0
+        assert samples[("pool0", "ready")] == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.routing.policy import PoolHealth, best_ready, choose_active, keep_open
+from proxy.routing.policy import PoolHealth, best_ready, choose_active, keep_open, pool_states
 
 UP = PoolHealth(ready=True, healthy_since=0.0)
 DOWN = PoolHealth(ready=False, healthy_since=None)
@@ -56,3 +56,11 @@ def test_connections_kept_open_to_the_active_pool_and_those_above_it() -> None:
     assert keep_open([DOWN, UP, UP], 1) == 2
     assert keep_open([DOWN, DOWN, UP], None) == 3
     assert keep_open([UP, DOWN, UP], 1) == 3  # the active pool is down: try them all
+
+
+def test_pool_states_call_an_idle_backup_standby_not_down() -> None:
+    # Primary active and ready: the backup has no connection and needs none.
+    assert pool_states([UP, DOWN], 0, [True, False]) == ["ready", "standby"]
+    # Primary down: now every pool is wanted, so a backup that is not up is down.
+    assert pool_states([DOWN, DOWN], None, [False, False]) == ["down", "down"]
+    assert pool_states([DOWN, UP], 1, [True, True]) == ["connecting", "ready"]
