@@ -21,6 +21,7 @@ from proxy import __version__
 from proxy.downstream import MinerServer
 from proxy.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Metrics
 from proxy.routing.pools import PoolManager
+from proxy.routing.state import pool_states
 from proxy.stats import WINDOWS, StatsRegistry
 
 
@@ -199,7 +200,7 @@ class HttpApi:
         now = self.proxy.clock()
         manager = self.proxy.pools
         views = []
-        for pool, state in zip(manager.pools, manager.pool_states(), strict=True):
+        for pool, state in zip(manager.pools, pool_states(manager.pools, manager.active), strict=True):
             ready = pool.ready_connections()
             conn = ready[0] if ready else None
             views.append(

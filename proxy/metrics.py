@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from proxy import __version__
 from proxy.routing.policy import POOL_STATES
+from proxy.routing.state import pool_states
 from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
 
 if TYPE_CHECKING:
@@ -102,7 +103,9 @@ class _PoolCollector(Collector):
             labels=["pool"],
         )
         jobs = CounterMetricFamily(f"{PREFIX}_jobs", "Jobs received from the pool.", labels=["pool"])
-        for pool, state in zip(self.pools.pools, self.pools.pool_states(), strict=True):
+        for pool, state in zip(
+            self.pools.pools, pool_states(self.pools.pools, self.pools.active), strict=True
+        ):
             name = [pool.name]
             for each in POOL_STATES:
                 states.add_metric([pool.name, each], 1 if each == state else 0)

@@ -323,15 +323,6 @@ class PoolManager:
             if self.on_settle is not None:
                 self.on_settle(conn.state, latency)
 
-    def pool_states(self) -> list[str]:
-        """Each configured pool's state for operators (see ``policy.pool_states``)."""
-        health, active = health_of(self.pools, self.active)
-        # A retired connection (an idle backup being let go) is not an attempt to connect.
-        opening = [
-            p.connecting > 0 or any(not c.retired and not c.ready for c in p.connections) for p in self.pools
-        ]
-        return policy.pool_states(health, active, opening)
-
     def start(self) -> None:
         """Open the first connections; :meth:`tick` keeps them from then on."""
         self._maintain()

@@ -9,6 +9,7 @@ import structlog
 
 from proxy.config import PoolConfig
 from proxy.routing.policy import PoolHealth
+from proxy.routing.policy import pool_states as policy_pool_states
 from proxy.stats import WorkerStats
 from proxy.upstream.submits import PendingShare
 from proxy.upstream.v1 import UpstreamConnection
@@ -201,3 +202,11 @@ def health_of(pools: Sequence[PoolState], active: PoolState | None) -> tuple[lis
     index of the active pool (None when there is none, or a reload removed it)."""
     health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
     return health, (active.index if active is not None and active in pools else None)
+
+
+def pool_states(pools: Sequence[PoolState], active: PoolState | None) -> list[str]:
+    """Each configured pool's state for operators (see ``policy.pool_states``)."""
+    health, index = health_of(pools, active)
+    # A retired connection (an idle backup being let go) is not an attempt to connect.
+    opening = [p.connecting > 0 or any(not c.retired and not c.ready for c in p.connections) for p in pools]
+    return policy_pool_states(health, index, opening)
