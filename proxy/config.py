@@ -24,16 +24,30 @@ from typing import Any, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Struct
 
+from proxy.config_errors import ConfigError
+from proxy.config_groups import (
+    DEFAULT_GROUP,
+    GroupConfig,
+    GroupMatch,
+    RouteConfig,
+    check_groups,
+    effective_groups,
+)
+
 __all__ = [
+    "DEFAULT_GROUP",
     "Config",
     "ConfigDiff",
     "ConfigError",
     "DifficultyConfig",
+    "GroupConfig",
+    "GroupMatch",
     "HttpConfig",
     "LogConfig",
     "LogFormat",
     "LogLevel",
     "PoolConfig",
+    "RouteConfig",
     "ServerConfig",
     "UpstreamConfig",
     "diff_config",
@@ -62,47 +76,6 @@ _POOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # A hostname or IPv4 address. Deliberately loose (DNS allows more than RFC 1123 suggests and
 # the resolver is the real judge); it exists to reject spaces, slashes and a bare IPv6.
 _HOSTNAME = re.compile(r"[A-Za-z0-9_.-]{1,253}")
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ConfigError(ValueError):
-    """An invalid config: which key, on which line (when known), and why.
-
-    ``str(err)`` is a single line, ``SOURCE:LINE: KEY: MESSAGE``, with the parts that are
-    unknown left out, so it can be printed as-is by ``stratum-proxy check`` or logged by a
-    reload that keeps the old config.
-    """
-
-    key: str
-    """Dotted path of the offending key, e.g. ``pools[0].url``; ``""`` when not one key."""
-    line: int | None
-    """1-based line in the file where the key (or its table) is; ``None`` when unknown."""
-    message: str
-    """What is wrong, without the location."""
-    source: str | None
-    """The file name (or ``<config>``) the text came from; ``None`` for a Config built in code."""
-
-    def __init__(
-        self, message: str, *, key: str = "", line: int | None = None, source: str | None = None
-    ) -> None:
-        # One line whatever the underlying library said: the CLI and the logs rely on it.
-        self.message = " ".join(message.split())
-        self.key = key
-        self.line = line
-        self.source = source
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        location = self.source or ""
-        if self.line is not None:
-            location = f"{location}:{self.line}" if location else f"line {self.line}"
-        parts = [p for p in (location, self.key, self.message) if p]
-        return ": ".join(parts)
-
-    def __repr__(self) -> str:
-        return f"ConfigError({self.message!r}, key={self.key!r}, line={self.line!r}, source={self.source!r})"
 
 
 # --------------------------------------------------------------------------- addresses
@@ -466,6 +439,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """``[log]``."""
     http: HttpConfig = msgspec.field(default_factory=HttpConfig)
     """``[http]``."""
+    groups: tuple[GroupConfig, ...] = ()
+    """``[[groups]]``: hashrate split across pools by weight; none is one route over every
+    pool in priority order (see :mod:`proxy.config_groups`)."""
 
     def __post_init__(self) -> None:
         # An empty default rather than a required field, so a missing [[pools]] gets this
@@ -480,6 +456,12 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
                     key=f"pools[{i}].name",
                 )
             seen[pool.name] = i
+        check_groups(self.groups, [p.name for p in self.pools], self.server.listen)
+
+    @property
+    def routing_groups(self) -> tuple[GroupConfig, ...]:
+        """The groups miners are placed by: the configured ones, then ``default``."""
+        return effective_groups(self.groups, [p.name for p in self.pools])
 
     @property
     def primary(self) -> PoolConfig:
@@ -685,6 +667,8 @@ class ConfigDiff(Struct, frozen=True, kw_only=True):
     """Anything in ``[upstream]`` changed."""
     http_changed: bool = False
     """Anything in ``[http]`` changed."""
+    groups_changed: bool = False
+    """Anything in ``[[groups]]`` changed (API weight overrides are replaced by the file's)."""
 
     @property
     def changed(self) -> bool:
@@ -714,4 +698,5 @@ def diff_config(old: Config, new: Config) -> ConfigDiff:
         log_changed=old.log != new.log,
         upstream_changed=old.upstream != new.upstream,
         http_changed=old.http != new.http,
+        groups_changed=old.groups != new.groups,
     )
