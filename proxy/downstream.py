@@ -36,7 +36,7 @@ from proxy.session.handshake import (
     vardiff_settings,
 )
 from proxy.session.state import Event, State, advance, allows
-from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, WorkerStats
+from proxy.stats import UPSTREAM_REJECTED, StatsRegistry, Tally, WorkerStats
 from proxy.stratum.codec import (
     TRUE_REPLY,
     LineEncoder,
@@ -104,6 +104,7 @@ _EMPTY_LIST_REPLY: Final = result_tail([])
 _NOT_SUBSCRIBED: Final = error_tail(25, "Not subscribed")
 _UNAUTHORIZED: Final = error_tail(24, "Unauthorized worker")
 _CLOSING: Final = error_tail(20, "Connection closing")
+_UNCOUNTED: Final = Tally()  # the work of a miner not placed by a group yet
 
 
 class MinerServer:
@@ -125,9 +126,9 @@ class MinerServer:
         self.encoder = LineEncoder()
         self._servers: dict[str, asyncio.Server] = {}  # by the configured address text
 
-    def protocol_factory(self) -> MinerSession:
-        """A new session for an accepted connection."""
-        return MinerSession(self)
+    def protocol_factory(self, listener: str | None = None) -> MinerSession:
+        """A new session for a connection accepted on ``listener`` (as configured)."""
+        return MinerSession(self, listener)
 
     async def listen(self, address: str, *, reuse_port: bool | None = None) -> asyncio.Server:
         """Start the miner listener for one configured ``HOST:PORT``."""
@@ -135,7 +136,7 @@ class MinerServer:
         loop = asyncio.get_running_loop()
         reuse = self.config.server.reuse_port if reuse_port is None else reuse_port
         server = await loop.create_server(
-            self.protocol_factory, host, port, reuse_port=reuse or None, backlog=4096
+            lambda: self.protocol_factory(address), host, port, reuse_port=reuse or None, backlog=4096
         )
         self._servers[address] = server
         return server
@@ -209,27 +210,32 @@ class SessionPlacement:
         "extranonce2_size",
         "extranonce_subscribed",
         "last_activity",
+        "listener",
         "local_address",
         "log",
         "peer",
         "pending_forwards",
         "prefix",
+        "previous_tally",
         "previous_upstream",
         "rolling",
         "server",
         "state",
+        "tally",
         "transport",
         "upstream",
         "user_agent",
         "validator",
         "vardiff",
+        "work",
         "workers",
     )
 
-    def __init__(self, server: MinerServer, now: float) -> None:
+    def __init__(self, server: MinerServer, now: float, listener: str | None = None) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.listener = listener  # the configured listen address it came in on
         # Where the miner connected to, when a PROXY header said (the balancer's frontend);
         # else the socket's own address, looked up only when a reconnect needs it.
         self.local_address: tuple[str, int] | None = None
@@ -256,6 +262,11 @@ class SessionPlacement:
         self._stats: WorkerStats | None = None
         self._worker_stats: dict[str, WorkerStats] = {}
         self.pending_forwards = 0
+        # Accepted work: all of it (its measured hashrate, for routing), and the counters
+        # of its group's route for the pool it is on and the one it was moved from.
+        self.work = 0.0
+        self.tally = _UNCOUNTED
+        self.previous_tally = _UNCOUNTED
 
     def close(self, reason: str) -> None:
         """Stop handling input and close (the transport layer does it)."""
@@ -315,9 +326,21 @@ class SessionPlacement:
             params = SetVersionMaskParams(f"{tell:08x}")
             self.send(self.server.encoder.encode(SetVersionMask(params=params)))
 
-    def attached(self, upstream: Channel, prefix: bytes, previous: Channel | None = None) -> None:
-        """Called by the pool manager when this session gets a place on ``upstream``
-        (``previous``: the connection it was moved from, whose jobs may still be worked)."""
+    @property
+    def worker(self) -> str | None:
+        """The first worker name authorized on this connection."""
+        return self._stats_name or None
+
+    def attached(
+        self, upstream: Channel, prefix: bytes, previous: Channel | None = None, tally: Tally | None = None
+    ) -> None:
+        """Called by routing when this session gets a place on ``upstream`` (``previous``:
+        the connection it was moved from, whose jobs may still be worked; ``tally``: where
+        its accepted work counts from now on)."""
+        if previous is not None:
+            self.previous_tally = self.tally  # shares on the old jobs count where they went
+        if tally is not None:
+            self.tally = tally
         self.upstream = upstream
         self.prefix = prefix
         self.extranonce1 = prefix if upstream.fold else upstream.extranonce1
@@ -500,7 +523,10 @@ class SessionShares(SessionPlacement):
         else:
             self._reject(request_id, stats, verdict)
             return
-        new_difficulty = self.vardiff.on_share(self.last_activity, validator.difficulty)
+        difficulty = validator.difficulty
+        self.work += difficulty
+        (self.previous_tally if validator.from_previous else self.tally).work += difficulty
+        new_difficulty = self.vardiff.on_share(self.last_activity, difficulty)
         if new_difficulty is not None:
             self._apply(new_difficulty)
 
@@ -610,9 +636,9 @@ class MinerSession(SessionShares, asyncio.Protocol):
         "handshake_deadline",
     )
 
-    def __init__(self, server: MinerServer) -> None:
+    def __init__(self, server: MinerServer, listener: str | None = None) -> None:
         now = server.clock()
-        super().__init__(server, now)
+        super().__init__(server, now, listener)
         cfg = server.config
         self.framer = LineFramer(cfg.server.max_line_bytes)
         self.connected_at = now
@@ -878,7 +904,10 @@ class Handshake:
             if len(self.session.workers) >= MAX_WORKERS_PER_CONNECTION:
                 self.session.send(error_tail(24, "Too many workers on one connection").reply(msg.id))
                 return
+            first = not self.session.workers
             self._add_worker(name)
+            if first:
+                session.server.pools.place(session, name)  # its group and route are known now
         self.session.state = advance(self.session.state, Event.AUTHORIZE)
         self.session.send(TRUE_REPLY.reply(msg.id))
         self.session._maybe_start()

@@ -40,6 +40,17 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+class Tally:
+    """Accepted share difficulty one group delivered to one pool: what a weighted split
+    is measured by. The share path adds to the tally its session holds (an attribute, no
+    lookup); routing reads it."""
+
+    __slots__ = ("work",)
+
+    def __init__(self) -> None:
+        self.work = 0.0
+
+
 class WorkerStats:
     """Counters of one authorized worker name (summed over its connections)."""
 

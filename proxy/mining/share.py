@@ -137,6 +137,7 @@ class ShareValidator:
         "extranonce1",
         "extranonce2",
         "extranonce2_size",
+        "from_previous",
         "hash_int",
         "job",
         "met_pool",
@@ -172,6 +173,7 @@ class ShareValidator:
         self._aliases: dict[str, Job] = {}
         # The parsed share of the last check, for forwarding and metrics.
         self.job: Job | None = None
+        self.from_previous = False  # the last share's job was of the previous book
         self.extranonce2 = b""
         self.ntime = 0
         self.nonce = 0
@@ -260,6 +262,7 @@ class ShareValidator:
                     return _JOB_NOT_FOUND
                 book = previous
         self.job = job
+        self.from_previous = book is not self.book
         if len(extranonce2) != self._hex_len or len(ntime) != 8 or len(nonce) != 8:
             return _INVALID_PARAMS
         try:

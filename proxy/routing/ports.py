@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from proxy.stats import Tally
 from proxy.upstream.channel import Channel, MinerLink
 
 
@@ -12,13 +13,32 @@ class PlacedMiner(MinerLink, Protocol):
 
     extranonce1: bytes
     extranonce2_size: int
+    extranonce_subscribed: bool
+    """It may be sent ``mining.set_extranonce``."""
+    peer: str
+    """``HOST:PORT`` of the miner (the PROXY header's source behind a balancer)."""
+    listener: str | None
+    """The ``[server] listen`` address it connected to, as configured."""
+    work: float
+    """Accepted share difficulty so far (its measured hashrate, over time)."""
+    tally: Tally
+    """Where its accepted work is counted: its group's counter for its pool."""
 
     @property
     def closing(self) -> bool:
         """True once the session handles no more input."""
 
-    def attached(self, channel: Channel, prefix: bytes, previous: Channel | None = None) -> None:
-        """Placed on ``channel`` with ``prefix`` (``previous``: the channel it was moved from)."""
+    @property
+    def mining(self) -> bool:
+        """It has been sent work."""
+
+    @property
+    def worker(self) -> str | None:
+        """The first worker name it authorized (None before authorize)."""
+
+    def attached(self, channel: Channel, prefix: bytes, previous: Channel | None, tally: Tally) -> None:
+        """Placed on ``channel`` with ``prefix`` (``previous``: the channel it was moved
+        from); its accepted work counts on ``tally``."""
 
     def detached(self) -> None:
         """No longer on any channel (its channel is gone; it waits for a new place)."""
@@ -44,6 +64,9 @@ class Placement(Protocol):
         self, session: PlacedMiner, preferred: bytes | None, timeout: float
     ) -> Channel | None:
         """Place it within ``timeout`` seconds, or None."""
+
+    def place(self, session: PlacedMiner, worker: str) -> None:
+        """The miner authorized ``worker``: put it where its group says."""
 
     def detach(self, session: PlacedMiner) -> None:
         """The miner left: free its place."""
