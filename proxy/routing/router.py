@@ -1,0 +1,299 @@
+"""Where every miner mines: its group, its route, and the seat that carries it out.
+
+Every miner is in a group (``default`` unless a ``[[groups]]`` entry matches it) and mines
+for one of its routes. A route is a failover chain of pools: it is served by its first
+ready pool; when that fails (connect error, handshake failure, silence) the next ready one
+takes over at once, and a pool higher in the chain takes back over once it has been
+healthy for ``primary_hold`` seconds (the pure choice is :func:`policy.choose_active`).
+Without ``[[groups]]`` this is plain priority failover over every pool. Moves keep the
+miner's connection wherever the extranonce layout allows (docs/protocol.md).
+
+A miner is placed at subscribe on a guess (its group without the worker criterion) and
+placed for good at authorize, when its worker name is known. A weighted group then moves
+it: a time split at its slice boundaries, a miners split when the measured hashrate of a
+route drifts off its weight (:mod:`proxy.routing.groups` decides, this carries it out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from proxy.config_groups import RouteConfig
+from proxy.routing import policy
+from proxy.routing.groups import Group, GroupTable, Route
+from proxy.routing.ports import PlacedMiner
+from proxy.routing.seats import Seats
+from proxy.routing.state import Conn, PoolState, health_of
+from proxy.stats import Tally
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+
+log = structlog.get_logger("proxy.pools")
+
+UNROUTED = Tally()
+"""Where the work of a miner on a pool outside its group's routes goes (counted nowhere)."""
+
+
+class Router:
+    """The only owner of placement: which group, route and seat every miner has."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        groups: GroupTable,
+        clock: Callable[[], float],
+        open_pool: Callable[[PoolState], None],
+    ) -> None:
+        self.config = config  # the config in force (a reload swaps it on the owner)
+        self.groups = groups
+        self.clock = clock
+        self._open = open_pool  # ask for one more connection to a pool
+        self.seats = Seats()
+        self._group_of: dict[PlacedMiner, Group] = {}
+        self.replace_all = False  # a reload or new weights: check every miner's place
+
+    @property
+    def active(self) -> PoolState | None:
+        """The pool the ``default`` group's first route mines on (the only route without
+        ``[[groups]]``), else the first pool serving any route."""
+        default = self.groups.groups[-1].routes[0].serving
+        return default or next((r.serving for r in self.groups.routes() if r.serving is not None), None)
+
+    @property
+    def orphans(self) -> set[PlacedMiner]:
+        """Miners waiting for a pool: their connection died and no route was up."""
+        return self.seats.orphans
+
+    def serving(self) -> set[PoolState]:
+        """Every pool that serves a route now."""
+        return {r.serving for r in self.groups.routes() if r.serving is not None}
+
+    def attach(self, session: PlacedMiner, preferred: bytes | None = None) -> Conn | None:
+        """Subscribe: a first place, on the route a miner of its address and listener
+        would get (the worker is not known yet); refined at :meth:`place`."""
+        group = self.groups.group_for(None, session.peer, session.listener)
+        route = group.guess_route()
+        pool = None if route is None else route.serving
+        if pool is None:
+            return None
+        seat = self.seats.free_seat(pool, preferred)
+        if seat is None:
+            self._open(pool)  # all full: grow the pool by one connection
+            return None
+        conn, prefix = seat
+        self.seats.put(session, conn, prefix, group.tally(pool))
+        return conn
+
+    async def attach_wait(self, session: PlacedMiner, preferred: bytes | None, timeout: float) -> Conn | None:
+        """Wait up to ``timeout`` for room on a pool of the miner's group."""
+        deadline = self.clock() + timeout
+        while not session.closing:
+            conn = self.attach(session, preferred)
+            if conn is not None:
+                return conn
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return None
+            self.seats.capacity.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.seats.capacity.wait(), min(remaining, 1.0))
+        return None
+
+    def place(self, session: PlacedMiner, worker: str) -> None:
+        """Authorize: the worker is known, so its group and route are; move it there (it
+        has no work yet, so nothing is lost). A miner that would need an extranonce it
+        cannot be told stays where it is and is split by whole miners."""
+        now = self.clock()
+        group = self.groups.group_for(worker, session.peer, session.listener)
+        old = self._group_of.get(session)
+        if old is not None and old is not group:
+            old.leave(session)
+        self._group_of[session] = group
+        member = group.join(session, worker, now)
+        conn = self.seats.conn_of(session)
+        if conn is None:
+            return
+        target = group.routes[member.route].serving
+        if target is None or target is conn.state:
+            session.tally = group.tally(conn.state) if target is not None else session.tally
+            return
+        if not self.seats.move(
+            session, target, group.tally(target), keep_layout=not session.extranonce_subscribed
+        ):
+            here = group.route_of_pool(conn.state)
+            member.pinned = group.time_split
+            if here is not None:
+                member.route = here
+            session.tally = group.tally(conn.state) if here is not None else UNROUTED
+
+    def detach(self, session: PlacedMiner) -> None:
+        """The miner left: free its place."""
+        self.seats.remove(session)
+        group = self._group_of.pop(session, None)
+        if group is not None:
+            group.leave(session)
+
+    def move(self, session: PlacedMiner, target: PoolState) -> None:
+        """Failover, failback, relayout: move a miner to ``target``, telling it what
+        changed (a new extranonce where it can be told, else a reconnect)."""
+        group = self._group_of.get(session)
+        tally = (
+            group.tally(target) if group is not None and group.route_of_pool(target) is not None else UNROUTED
+        )
+        if self.seats.move(session, target, tally, keep_layout=False):
+            return
+        self._open(target)
+        session.reconnect()  # no room right now: the miner comes back to a fresh slot
+
+    def switch(self, session: PlacedMiner, group: Group, route: int) -> None:
+        """A weighted split's move (a slice boundary, a rebalance): only where the miner
+        keeps its extranonce or can be told a new one; a time-split miner that cannot
+        follow is pinned (split by whole miners from then on)."""
+        member = group.members.get(session)
+        target = group.routes[route].serving
+        conn = self.seats.conn_of(session)
+        if member is None or target is None or conn is None or not session.mining:
+            return
+        if conn.state is target:
+            member.route = route
+            return
+        if self.seats.move(
+            session, target, group.tally(target), keep_layout=not session.extranonce_subscribed
+        ):
+            member.route = route
+        elif group.time_split:
+            member.pinned = True
+
+    def rehome(self, conn: Conn) -> None:
+        """Move the miners of a connection that is going away to the best place left."""
+        self.settle(self.clock())  # the pool may no longer serve its routes
+        for session in self.seats.miners_of(conn):
+            # A connection still open (asked to reconnect) stays the miner's previous
+            # one, so shares on its jobs get the pool's verdict.
+            target = self._target(session)
+            if target is not None:
+                self.move(session, target)
+            elif conn.closed:
+                self.seats.remove(session)
+                session.detached()
+                self.seats.orphans.add(session)
+            # else: sent away with nowhere else to go: it mines its jobs until it closes
+        if conn.closed:
+            conn.miners.clear()
+
+    def _target(self, session: PlacedMiner) -> PoolState | None:
+        """Where a miner whose place is going away goes: its route's pool, else the
+        route its group gives it now, else (before authorize) its guessed group's."""
+        group = self._group_of.get(session)
+        if group is None:
+            group = self.groups.group_for(None, session.peer, session.listener)
+            return next((r.serving for r in group.routes if r.serving is not None), None)
+        member = group.members.get(session)
+        if member is None:
+            return None
+        route = group.routes[member.route]
+        if route.serving is None:
+            index = group.want(member, self.clock(), new=True)
+            if index is None:
+                return None
+            member.route = index
+            route = group.routes[index]
+        return route.serving
+
+    def settle(self, now: float) -> None:
+        """Carry out the policy's choice of pool for every route (failover, failback), and
+        re-place the miners whose route changed pool, went down or came back."""
+        hold = self.config().upstream.primary_hold
+        for group in self.groups.groups:
+            changed = [route for route in group.routes if self._choose(route, now, hold)]
+            if changed:
+                group.reset_slices()
+            if changed or self.replace_all:
+                self._replace(group, now)
+        self.replace_all = False
+        for session in list(self.seats.orphans):
+            target = None if session.closing else self._target(session)
+            if target is not None:
+                self.move(session, target)
+
+    def _choose(self, route: Route, now: float, hold: float) -> bool:
+        """Pick the pool serving ``route``; True when it changed."""
+        health, index = health_of(route.chain, route.serving)
+        chosen = policy.choose_active(health, index, now, hold)
+        pool = route.chain[chosen] if chosen is not None and health[chosen].ready else None
+        if pool is route.serving:
+            return False
+        if pool is not None and route.serving is not None:
+            log.warning("route pool", pool=pool.name, previous=route.serving.name)
+        route.serving = pool
+        return True
+
+    def _replace(self, group: Group, now: float) -> None:
+        """Move every miner of ``group`` that is not on its route's pool (failover and
+        failback move them whatever their layout, as without groups)."""
+        for session, member in list(group.members.items()):
+            conn = self.seats.conn_of(session)
+            if conn is None or session.closing:
+                continue
+            if group.routes[member.route].serving is None:
+                index = group.want(member, now, new=True)
+                if index is None:
+                    continue  # no route is up: they stay on what they have
+                member.route = index
+            target = group.routes[member.route].serving
+            if target is not None and target is not conn.state:
+                self.move(session, target)
+
+    def set_routes(
+        self, name: str, routes: Sequence[RouteConfig], pools: Sequence[PoolState], who: str
+    ) -> Group | None:
+        """``PUT /api/v1/groups/{name}``: new routes for a group (checked by the caller),
+        applied now; a reload puts the file's back."""
+        group = self.groups.by_name(name)
+        if group is None:
+            return None
+        group.replace_routes(routes, {p.name: p for p in pools}, who)
+        log.warning(
+            "group routes replaced", group=name, by=who, routes=[[r.weight, *r.pools] for r in routes]
+        )
+        self.replace_all = True
+        self.settle(self.clock())
+        return group
+
+    def regroup(self, groups: GroupTable) -> None:
+        """A reload: new groups from the file; every authorized miner joins its group
+        again (a miners split keeps it on its pool's route while that is up)."""
+        groups.adopt(self.groups)
+        self.groups = groups
+        now = self.clock()
+        for session in list(self._group_of):
+            worker = session.worker
+            if worker is None:
+                del self._group_of[session]
+                continue
+            group = self._group_of[session] = groups.group_for(worker, session.peer, session.listener)
+            seat = self.seats.conn_of(session)
+            group.join(session, worker, now, at=seat.state if seat is not None else None)
+        self.replace_all = True
+
+    def run_splits(self, now: float) -> None:
+        """Periodic: measure every group, and move the miners its split moves now."""
+        for group in self.groups.groups:
+            group.sample(now)
+            for session, route in (*group.due_switches(now), *group.rebalance(now)):
+                self.switch(session, group, route)
+
+    def needed(self) -> set[PoolState]:
+        """The pools some route wants a connection to: each chain down to its serving
+        pool (all of it while none serves), to know when a better one recovers."""
+        needed: set[PoolState] = set()
+        for route in self.groups.routes():
+            health, index = health_of(route.chain, route.serving)
+            needed.update(route.chain[: policy.keep_open(health, index)])
+        return needed
