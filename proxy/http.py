@@ -1,7 +1,8 @@
 """The HTTP side (aiohttp): metrics, health, readiness, the JSON API and the admin API.
 
-Everything is read-only except ``POST /api/v1/reload``, which needs the bearer token from
-``[http] admin_token_file`` (compared in constant time) and is disabled without one.
+Everything is read-only except ``POST /api/v1/reload`` and ``PUT /api/v1/groups/{name}``,
+which need the bearer token from ``[http] admin_token_file`` (compared in constant time)
+and are disabled without one.
 Responses are built from the live objects with msgspec, and never contain a password or
 the token: pools are shown by name and URL (a Stratum URL carries no credentials), miners
 by worker name.
@@ -18,11 +19,17 @@ import msgspec
 from aiohttp import web
 
 from proxy import __version__
+from proxy.config import ConfigError, RouteConfig
+from proxy.config_groups import routes_problem
 from proxy.downstream import MinerServer
 from proxy.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Metrics
 from proxy.routing.pools import PoolManager
 from proxy.routing.state import pool_states
 from proxy.stats import WINDOWS, StatsRegistry
+from proxy.views import group_view, group_views
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest admin request body: 16 routes of pool names fit many times over."""
 
 
 class ProxyView(Protocol):
@@ -98,6 +105,15 @@ class StatusView(msgspec.Struct):
     workers: int
 
 
+class RoutesBody(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``PUT /api/v1/groups/{name}``: the TOML's routes, as JSON."""
+
+    routes: list[RouteConfig]
+
+
+_ROUTES_DECODER = msgspec.json.Decoder(RoutesBody)
+
+
 def _json(payload: object, status: int = 200) -> web.Response:
     return web.Response(body=_JSON.encode(payload), status=status, content_type="application/json")
 
@@ -117,6 +133,8 @@ class HttpApi:
                 web.get("/api/v1/workers", self.handle_workers),
                 web.get("/api/v1/pools", self.handle_pools),
                 web.get("/api/v1/status", self.handle_status),
+                web.get("/api/v1/groups", self.handle_groups),
+                web.put("/api/v1/groups/{name}", self.handle_put_group),
                 web.post("/api/v1/reload", self.handle_reload),
             ]
         )
@@ -200,7 +218,8 @@ class HttpApi:
         now = self.proxy.clock()
         manager = self.proxy.pools
         views = []
-        for pool, state in zip(manager.pools, pool_states(manager.pools, manager.active), strict=True):
+        serving = manager.router.serving()
+        for pool, state in zip(manager.pools, pool_states(manager.pools, manager.needed), strict=True):
             ready = pool.ready_connections()
             conn = ready[0] if ready else None
             views.append(
@@ -209,7 +228,7 @@ class HttpApi:
                     url=pool.config.url,
                     user=pool.config.user,
                     state=state,
-                    active=pool is manager.active,
+                    active=pool in serving,
                     connections=len(pool.connections),
                     miners=sum(len(c.miners) for c in pool.connections),
                     difficulty=conn.difficulty if conn else None,
@@ -228,6 +247,35 @@ class HttpApi:
                 )
             )
         return _json({"pools": views})
+
+    async def handle_groups(self, request: web.Request) -> web.Response:
+        """Every routing group: routes, weights, the pool serving each, realised split."""
+        groups = self.proxy.pools.groups.groups
+        return _json({"groups": group_views(groups, self.proxy.clock())})
+
+    async def handle_put_group(self, request: web.Request) -> web.Response:
+        """Replace a group's routes (admin): 200 with its new view; 400 with the reason
+        and nothing changed; 404 for a group that does not exist."""
+        denied = self._check_admin(request)
+        if denied is not None:
+            return denied
+        name = request.match_info["name"]
+        if self.proxy.pools.groups.by_name(name) is None:
+            return _json({"error": f"no group {name!r}"}, status=404)
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            return _json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=400)
+        body = await request.content.read(MAX_BODY_BYTES + 1)
+        try:
+            routes = _ROUTES_DECODER.decode(body).routes
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return _json({"error": _body_error(exc)}, status=400)
+        problem = routes_problem(routes, [p.name for p in self.proxy.pools.pools])
+        if problem is not None:
+            return _json({"error": problem}, status=400)
+        who = f"api from {request.remote or '?'}"
+        group = self.proxy.pools.set_routes(name, routes, who)
+        assert group is not None  # checked above, and nothing awaited since
+        return _json(group_view(group, self.proxy.clock()))
 
     async def handle_reload(self, request: web.Request) -> web.Response:
         """Reload the config file (admin): 200 with the changes, or 400 with the error."""
@@ -264,3 +312,15 @@ class HttpApi:
                 workers=len(proxy.stats.workers),
             )
         )
+
+
+def _body_error(exc: msgspec.DecodeError | msgspec.ValidationError) -> str:
+    """One line saying what is wrong with a routes body, naming the field."""
+    cause = exc.__cause__
+    text = " ".join(str(exc).split())
+    if isinstance(cause, ConfigError):
+        # A route's own check (weight <= 0, no pools): msgspec names where, we name what.
+        where = text.rpartition(" - at `$")[2].rstrip("`").lstrip(".")
+        key = f"{where}.{cause.key}" if where and cause.key else where or cause.key
+        return f"{key}: {cause.message}" if key else cause.message
+    return text.replace("`$.", "`").replace("`$", "`body")

@@ -34,6 +34,7 @@ from proxy import __version__
 from proxy.routing.policy import POOL_STATES
 from proxy.routing.state import pool_states
 from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
+from proxy.views import group_views
 
 if TYPE_CHECKING:
     from proxy.downstream import MinerServer
@@ -66,6 +67,7 @@ class _PoolCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """Yield the pool- and fleet-level families."""
         yield from self._pools()
+        yield from self._groups()
         yield from self._fleet()
 
     def _pools(self) -> Iterator[Metric]:
@@ -86,7 +88,7 @@ class _PoolCollector(Collector):
             labels=["pool", "state"],
         )
         active = GaugeMetricFamily(
-            f"{PREFIX}_upstream_active", "1 for the pool miners mine on.", labels=["pool"]
+            f"{PREFIX}_upstream_active", "1 for each pool serving a route.", labels=["pool"]
         )
         connections = GaugeMetricFamily(
             f"{PREFIX}_upstream_connections", "Open connections to the pool.", labels=["pool"]
@@ -103,8 +105,9 @@ class _PoolCollector(Collector):
             labels=["pool"],
         )
         jobs = CounterMetricFamily(f"{PREFIX}_jobs", "Jobs received from the pool.", labels=["pool"])
+        serving = self.pools.router.serving()
         for pool, state in zip(
-            self.pools.pools, pool_states(self.pools.pools, self.pools.active), strict=True
+            self.pools.pools, pool_states(self.pools.pools, self.pools.needed), strict=True
         ):
             name = [pool.name]
             for each in POOL_STATES:
@@ -114,7 +117,7 @@ class _PoolCollector(Collector):
             timeouts.add_metric(name, pool.timeouts)
             ready = pool.ready_connections()
             connected.add_metric(name, 1 if ready else 0)
-            active.add_metric(name, 1 if pool is self.pools.active else 0)
+            active.add_metric(name, 1 if pool in serving else 0)
             connections.add_metric(name, len(pool.connections))
             if ready:
                 difficulty.add_metric(name, ready[0].difficulty)
@@ -133,6 +136,28 @@ class _PoolCollector(Collector):
             candidates,
             jobs,
         )
+
+    def _groups(self) -> Iterator[Metric]:
+        """Weights and delivered work per route (routes labelled by their index in the
+        group, as in the API's list); the same read model as ``/api/v1/groups``."""
+        weight = GaugeMetricFamily(
+            f"{PREFIX}_route_weight",
+            "The part of its group's hashrate a route should get now (its weight over those up).",
+            labels=["group", "route"],
+        )
+        work = CounterMetricFamily(
+            f"{PREFIX}_route_share_difficulty",
+            "Accepted share difficulty a group delivered to a pool of a route.",
+            labels=["group", "route", "pool"],
+        )
+        for view in group_views(self.pools.groups.groups, self.pools.clock()):
+            for index, route in enumerate(view.routes):
+                weight.add_metric([view.name, str(index)], route.fraction)
+                for pool in route.pools:
+                    work.add_metric(
+                        [view.name, str(index), pool], route.share_difficulty_total.get(pool, 0.0)
+                    )
+        yield from (weight, work)
 
     def _fleet(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(

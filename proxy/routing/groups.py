@@ -260,9 +260,9 @@ class Group:
         """Accepted share difficulty of each pool of ``route`` in this group, ever."""
         return {name: self.tallies[name].work for name in route.pool_names if name in self.tallies}
 
-    def hashrate(self) -> float:
-        """The group's measured hashrate, hashes per second."""
-        return sum(m.rate for m in self.members.values()) * 2**32
+    def rate(self) -> float:
+        """The group's measured work: accepted share difficulty per second."""
+        return sum(m.rate for m in self.members.values())
 
 
 class GroupTable:

@@ -86,18 +86,17 @@ POOL_STATES: Final = ("ready", "connecting", "down", "standby")
 """What a pool is, as operators see it."""
 
 
-def pool_states(pools: Sequence[PoolHealth], active: int | None, opening: Sequence[bool]) -> list[str]:
+def pool_states(pools: Sequence[PoolHealth], wanted: Sequence[bool], opening: Sequence[bool]) -> list[str]:
     """Each pool's state: ``ready``; ``connecting`` (a connection is being made or
-    handshaking); ``standby`` (not needed now: below the active pool, no connection
-    wanted, so nothing is wrong with it); else ``down``."""
-    wanted = keep_open(pools, active)
+    handshaking); ``standby`` (no route needs it now: below the pool serving its routes,
+    or in none, so nothing is wrong with it); else ``down``."""
     states = []
-    for index, (pool, busy) in enumerate(zip(pools, opening, strict=True)):
+    for pool, want, busy in zip(pools, wanted, opening, strict=True):
         if pool.ready and not pool.removed:
             states.append("ready")
         elif busy:
             states.append("connecting")
-        elif index >= wanted:
+        elif not want:
             states.append("standby")
         else:
             states.append("down")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import structlog
@@ -201,12 +201,14 @@ def health_of(pools: Sequence[PoolState], active: PoolState | None) -> tuple[lis
     """What the routing policy decides from: each pool's health in priority order, and the
     index of the active pool (None when there is none, or a reload removed it)."""
     health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
-    return health, (active.index if active is not None and active in pools else None)
+    # Its position in ``pools`` (a route's chain is not the config's order).
+    return health, (list(pools).index(active) if active is not None and active in pools else None)
 
 
-def pool_states(pools: Sequence[PoolState], active: PoolState | None) -> list[str]:
-    """Each configured pool's state for operators (see ``policy.pool_states``)."""
-    health, index = health_of(pools, active)
+def pool_states(pools: Sequence[PoolState], needed: Collection[PoolState]) -> list[str]:
+    """Each configured pool's state for operators (see ``policy.pool_states``); ``needed``:
+    the pools some route wants a connection to."""
+    health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
     # A retired connection (an idle backup being let go) is not an attempt to connect.
     opening = [p.connecting > 0 or any(not c.retired and not c.ready for c in p.connections) for p in pools]
-    return policy_pool_states(health, index, opening)
+    return policy_pool_states(health, [p in needed for p in pools], opening)

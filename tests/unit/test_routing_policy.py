@@ -60,7 +60,7 @@ def test_connections_kept_open_to_the_active_pool_and_those_above_it() -> None:
 
 def test_pool_states_call_an_idle_backup_standby_not_down() -> None:
     # Primary active and ready: the backup has no connection and needs none.
-    assert pool_states([UP, DOWN], 0, [True, False]) == ["ready", "standby"]
+    assert pool_states([UP, DOWN], [True, False], [True, False]) == ["ready", "standby"]
     # Primary down: now every pool is wanted, so a backup that is not up is down.
-    assert pool_states([DOWN, DOWN], None, [False, False]) == ["down", "down"]
-    assert pool_states([DOWN, UP], 1, [True, True]) == ["connecting", "ready"]
+    assert pool_states([DOWN, DOWN], [True, True], [False, False]) == ["down", "down"]
+    assert pool_states([DOWN, UP], [True, True], [True, True]) == ["connecting", "ready"]
