@@ -337,6 +337,19 @@ class UpstreamConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     suggest_difficulty: bool = True
     """Send ``mining.suggest_difficulty`` upstream when miners would want more than the
     pool's difficulty, to cut the number of shares forwarded."""
+    job_timeout: float = 300.0
+    """Seconds without a new job (repeats do not count) after which a pool is degraded:
+    its miners work on a stale block; 0 turns the check off."""
+    reject_ratio: float = 0.5
+    """Share of forwarded shares the pool rejected over ``health_window`` above which it is
+    degraded (0 < ratio <= 1)."""
+    latency_p99: float = 5.0
+    """Seconds: a pool whose 99th percentile submit round trip over ``health_window`` is
+    above this is degraded."""
+    health_window: float = 300.0
+    """Seconds of pool verdicts the reject ratio and the latency are judged over."""
+    health_min_shares: int = 20
+    """Verdicts a window needs before its reject ratio or latency can degrade a pool."""
 
     def __post_init__(self) -> None:
         _check_positive("connect_timeout", self.connect_timeout)
@@ -352,6 +365,13 @@ class UpstreamConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             raise ConfigError(f"must be a finite number >= 0, got {self.primary_hold!r}", key="primary_hold")
         # 2**32: the extranonce prefix is at most 4 bytes, whatever the pool's extranonce2 size.
         _check_range("miners_per_connection", self.miners_per_connection, 1, 2**32)
+        if not (math.isfinite(self.job_timeout) and self.job_timeout >= 0):
+            raise ConfigError(f"must be a finite number >= 0, got {self.job_timeout!r}", key="job_timeout")
+        if not (math.isfinite(self.reject_ratio) and 0 < self.reject_ratio <= 1):
+            raise ConfigError(f"must be > 0 and <= 1, got {self.reject_ratio!r}", key="reject_ratio")
+        _check_positive("latency_p99", self.latency_p99)
+        _check_positive("health_window", self.health_window)
+        _check_range("health_min_shares", self.health_min_shares, 1, 100_000)
 
 
 class DifficultyConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -76,6 +76,10 @@ class PoolView(msgspec.Struct):
     url: str
     user: str
     state: str
+    health: str
+    """``healthy``, ``degraded`` or ``down``."""
+    health_reason: str
+    """Why it is degraded or down (empty when healthy)."""
     active: bool
     connections: int
     miners: int
@@ -228,6 +232,8 @@ class HttpApi:
                     url=pool.config.url,
                     user=pool.config.user,
                     state=state,
+                    health=pool.health,
+                    health_reason=pool.health_reason,
                     active=pool in serving,
                     connections=len(pool.connections),
                     miners=sum(len(c.miners) for c in pool.connections),

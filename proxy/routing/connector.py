@@ -59,7 +59,9 @@ class PoolConnector:
             conn.close()
             if conn in pool.connections:
                 pool.connections.remove(conn)
-            log.warning("pool connect failed", pool=pool.name, error=str(exc) or type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            log.warning("pool connect failed", pool=pool.name, error=error)
+            pool.failed(f"connect failed: {error}")
             self.failed(pool)
         finally:
             pool.connecting -= 1

@@ -82,8 +82,9 @@ def redirect_wait(wait: float) -> float:
     return min(max(wait, 0.0), MAX_REDIRECT_WAIT)
 
 
-POOL_STATES: Final = ("ready", "connecting", "down", "standby")
-"""What a pool is, as operators see it."""
+POOL_STATES: Final = ("ready", "degraded", "connecting", "down", "standby")
+"""What a pool is, as operators see it (``degraded``: ready but failing a health check,
+see :mod:`proxy.routing.health`)."""
 
 
 def pool_states(pools: Sequence[PoolHealth], wanted: Sequence[bool], opening: Sequence[bool]) -> list[str]:

@@ -20,6 +20,7 @@ from proxy.mining.job import JobIds
 from proxy.routing import policy
 from proxy.routing.connector import PoolConnector
 from proxy.routing.groups import Group, GroupTable
+from proxy.routing.health import HealthLimits
 from proxy.routing.ports import PlacedMiner
 from proxy.routing.router import Router
 from proxy.routing.state import Conn, PoolState, rebuild_pools
@@ -216,6 +217,12 @@ class PoolManager:
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
                 conn.sweep(now)
+        up = self.config.upstream
+        limits = HealthLimits(
+            up.job_timeout, up.reject_ratio, up.latency_p99, up.health_window, up.health_min_shares
+        )
+        for pool in self.pools:
+            pool.assess(now, limits)
         self.router.settle(now)
         self.router.run_splits(now)
         self._maintain()
@@ -237,7 +244,7 @@ class PoolManager:
     def share_settled(self, conn: Conn, reply: ShareReply | None, latency: float) -> None:
         """Count the pool's verdict on a forwarded share."""
         if reply is not None:
-            conn.state.count_verdict(reply.accepted, latency)
+            conn.state.count_verdict(reply.accepted, latency, reply.code, self.clock())
             if self.on_settle is not None:
                 self.on_settle(conn.state, latency)
 

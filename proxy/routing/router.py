@@ -211,7 +211,19 @@ class Router:
         re-place the miners whose route changed pool, went down or came back."""
         hold = self.config().upstream.primary_hold
         for group in self.groups.groups:
-            changed = [route for route in group.routes if self._choose(route, now, hold)]
+            chosen = [self._choose(route, now, hold, degraded_too=False) for route in group.routes]
+            if all(pool is None for pool in chosen):
+                # No route has a healthy pool: a degraded one beats none (as a last resort
+                # it serves; the group's miners are not parked over a reject storm).
+                chosen = [self._choose(route, now, hold, degraded_too=True) for route in group.routes]
+            changed = False
+            for route, pool in zip(group.routes, chosen, strict=True):
+                if pool is not route.serving:
+                    if pool is not None and route.serving is not None:
+                        log.warning(
+                            "route pool", group=group.name, pool=pool.name, previous=route.serving.name
+                        )
+                    route.serving, changed = pool, True
             if changed:
                 group.reset_slices()
             if changed or self.replace_all:
@@ -222,17 +234,12 @@ class Router:
             if target is not None:
                 self.move(session, target)
 
-    def _choose(self, route: Route, now: float, hold: float) -> bool:
-        """Pick the pool serving ``route``; True when it changed."""
-        health, index = health_of(route.chain, route.serving)
+    @staticmethod
+    def _choose(route: Route, now: float, hold: float, *, degraded_too: bool) -> PoolState | None:
+        """The pool that should serve ``route`` now (None: none of its pools is up)."""
+        health, index = health_of(route.chain, route.serving, degraded_too=degraded_too)
         chosen = policy.choose_active(health, index, now, hold)
-        pool = route.chain[chosen] if chosen is not None and health[chosen].ready else None
-        if pool is route.serving:
-            return False
-        if pool is not None and route.serving is not None:
-            log.warning("route pool", pool=pool.name, previous=route.serving.name)
-        route.serving = pool
-        return True
+        return route.chain[chosen] if chosen is not None and health[chosen].ready else None
 
     def _replace(self, group: Group, now: float) -> None:
         """Move every miner of ``group`` that is not on its route's pool (failover and

@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 
 from proxy.config import PoolConfig
+from proxy.routing.health import DEGRADED, DOWN, HEALTHY, HealthLimits, Verdicts, assess
 from proxy.routing.policy import PoolHealth
 from proxy.routing.policy import pool_states as policy_pool_states
 from proxy.stats import WorkerStats
@@ -52,6 +53,12 @@ class PoolState:
         # the pool refuses one: then it evidently does not take them as blocks. Kept per
         # pool, not per connection, so a reconnect does not offer another one.
         self.takes_easy_candidates = True
+        # Health beyond TCP (see proxy.routing.health).
+        self.verdicts = Verdicts()
+        self.failure: str | None = None  # why the last connection attempt or connection failed
+        self.last_new_job: float | None = None
+        self.health = DOWN
+        self.health_reason = "not connected yet"
 
     @property
     def name(self) -> str:
@@ -69,9 +76,38 @@ class PoolState:
         """True when at least one connection is ready (a removed pool never is)."""
         return bool(self.ready_connections())
 
-    def job_received(self) -> None:
-        """Count a job from the pool (new or repeated)."""
+    def job_received(self, now: float, new: bool) -> None:
+        """Count a job from the pool (``new``: not a repeat of the current one)."""
         self.jobs += 1
+        if new:
+            self.last_new_job = now
+
+    def failed(self, reason: str) -> None:
+        """A connection attempt or a connection failed (the reason shown while down)."""
+        self.failure = reason
+
+    @property
+    def degraded(self) -> bool:
+        """Ready but not doing its job: skipped by routing while another pool is healthy."""
+        return self.health == DEGRADED
+
+    def assess(self, now: float, limits: HealthLimits) -> None:
+        """Re-judge the pool's health. Leaving health (degraded) resets ``healthy_since``,
+        so coming back takes ``primary_hold`` of health like a reconnect does."""
+        self.verdicts.expire(now, limits.window)
+        ready = self.is_ready
+        if ready and self.last_new_job is None:
+            self.last_new_job = now  # the first job since start, counted from readiness
+        health, reason = assess(ready, self.failure, self.last_new_job, self.verdicts.summary(), now, limits)
+        if health == DEGRADED and self.health != DEGRADED:
+            log.warning("pool degraded", pool=self.name, reason=reason)
+            self.healthy_since = None
+        elif health == HEALTHY and self.health == DEGRADED:
+            log.warning("pool healthy again", pool=self.name)
+            self.healthy_since = now
+        elif health == HEALTHY and self.healthy_since is None:
+            self.healthy_since = now
+        self.health, self.health_reason = health, reason
 
     def submit_timed_out(self) -> None:
         """Count a forwarded share the pool never answered in time."""
@@ -92,9 +128,13 @@ class PoolState:
             hash=block_hash.to_bytes(32, "big").hex(),
         )
 
-    def count_verdict(self, accepted: bool, latency: float) -> None:
-        """The pool answered a forwarded share after ``latency`` seconds."""
+    def count_verdict(
+        self, accepted: bool, latency: float, code: int | None = None, now: float = 0.0
+    ) -> None:
+        """The pool answered a forwarded share after ``latency`` seconds (``code``: its
+        error code for a reject)."""
         self.latency = latency
+        self.verdicts.add(now, accepted, latency, code)
         if accepted:
             self.accepted += 1
         else:
@@ -197,10 +237,15 @@ def rebuild_pools(
     return pools, list(by_name.values())
 
 
-def health_of(pools: Sequence[PoolState], active: PoolState | None) -> tuple[list[PoolHealth], int | None]:
+def health_of(
+    pools: Sequence[PoolState], active: PoolState | None, *, degraded_too: bool = False
+) -> tuple[list[PoolHealth], int | None]:
     """What the routing policy decides from: each pool's health in priority order, and the
-    index of the active pool (None when there is none, or a reload removed it)."""
-    health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
+    index of the active pool (None when there is none, or a reload removed it). A degraded
+    pool counts as not ready unless ``degraded_too`` (a last resort)."""
+    health = [
+        PoolHealth(p.is_ready and (degraded_too or not p.degraded), p.healthy_since, p.removed) for p in pools
+    ]
     # Its position in ``pools`` (a route's chain is not the config's order).
     return health, (list(pools).index(active) if active is not None and active in pools else None)
 
@@ -211,4 +256,5 @@ def pool_states(pools: Sequence[PoolState], needed: Collection[PoolState]) -> li
     health = [PoolHealth(p.is_ready, p.healthy_since, p.removed) for p in pools]
     # A retired connection (an idle backup being let go) is not an attempt to connect.
     opening = [p.connecting > 0 or any(not c.retired and not c.ready for c in p.connections) for p in pools]
-    return policy_pool_states(health, [p in needed for p in pools], opening)
+    states = policy_pool_states(health, [p in needed for p in pools], opening)
+    return [DEGRADED if state == "ready" and p.degraded else state for p, state in zip(pools, states, strict=True)]

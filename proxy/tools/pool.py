@@ -766,7 +766,9 @@ class ShareJudge:
             self.pool.new_job(clean=True)
 
     def _pool_rejects(self) -> bool:
-        """True for every ``reject_every``-th valid share."""
+        """True for every ``reject_every``-th valid share, or all of them in a storm."""
+        if self.pool.reject_storm:
+            return True
         every = self.pool.config.reject_every
         if not every:
             return False
@@ -866,6 +868,9 @@ class TestPool:
         seed = self.config.seed
         self.rng = random.Random(seed)
         self.stats = PoolStats()
+        # While True every valid share is refused ("Rejected by pool"): a pool that is up
+        # but not crediting work, for health tests. Set and cleared by the test.
+        self.reject_storm = False
         self.book = JobBook(JobIds())
         self.factory = JobFactory(
             self.rng,

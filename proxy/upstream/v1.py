@@ -73,8 +73,11 @@ class PoolHandle(Protocol):
     def name(self) -> str:
         """The pool's configured name."""
 
-    def job_received(self) -> None:
-        """A job arrived (new or repeated)."""
+    def job_received(self, now: float, new: bool) -> None:
+        """A job arrived (``new``: not a repeat)."""
+
+    def failed(self, reason: str) -> None:
+        """A connection of the pool failed (handshake, silence), and why."""
 
     def submit_timed_out(self) -> None:
         """A forwarded share was not answered in time."""
@@ -387,6 +390,7 @@ class UpstreamConnection(ChannelSurface[S], asyncio.Protocol):
 
     def _handshake_failed(self, reason: str) -> None:
         self.log.warning("pool handshake failed", reason=reason)
+        self.state.failed(f"handshake failed: {reason}")
         self.close()
 
     def _on_notify(self, params: NotifyParams) -> None:
@@ -399,7 +403,7 @@ class UpstreamConnection(ChannelSurface[S], asyncio.Protocol):
             self.log.warning("pool sent a malformed job", error=str(exc))
             return
         self.last_job = now
-        self.state.job_received()
+        self.state.job_received(now, new is not None)
         if new is None:
             self.log.debug("job repeated", pool_job_id=params.job_id)
             return
@@ -457,6 +461,7 @@ class UpstreamConnection(ChannelSurface[S], asyncio.Protocol):
             self._handshake_failed("handshake timeout")
         elif self.ready and now - max(self.last_message, self.last_job) > upstream.silence_timeout:
             self.log.warning("pool silent; closing", seconds=round(now - self.last_message, 1))
+            self.state.failed(f"silent for {now - self.last_message:.0f} s")
             self.close()
         if self.retired and not self.closing and not self.pending and now - self._retired_at >= RETIRE_GRACE:
             self.close()

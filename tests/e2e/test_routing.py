@@ -3,9 +3,10 @@ ledgers (the test pool hashes every share itself) and by what the API shows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ DIFF = 1e-6  # miners and pools alike: every share is forwarded, so the ledgers 
 TOKEN = "routing-admin-token-0123456789"
 
 
-def config_text(ports: list[int], groups: str, token_file: Path | None = None) -> str:
+def config_text(ports: list[int], groups: str, token_file: Path | None = None, upstream: str = "") -> str:
     """A proxy config: pools pool0.. on ``ports``, then ``groups``."""
     pools = "".join(
         f'[[pools]]\nname = "pool{i}"\nurl = "stratum+tcp://127.0.0.1:{port}"\nuser = "acct.proxy{i}"\n'
@@ -34,7 +35,7 @@ def config_text(ports: list[int], groups: str, token_file: Path | None = None) -
     return (
         '[server]\nlisten = ["127.0.0.1:0"]\n'
         f"{pools}"
-        "[upstream]\nbackoff_initial = 0.05\nbackoff_max = 0.2\nprimary_hold = 0.3\n"
+        f"[upstream]\nbackoff_initial = 0.05\nbackoff_max = 0.2\nprimary_hold = 0.3\n{upstream}"
         f"[difficulty]\ninitial = {DIFF}\nminimum = 1e-9\nvardiff = false\n"
         f'[http]\nlisten = "127.0.0.1:0"\n{admin}'
         f"{groups}"
@@ -50,11 +51,13 @@ def two_routes(split: str, first: int, second: int, slice_seconds: float = 5) ->
 
 
 @asynccontextmanager
-async def routed_proxy(tmp_path: Path, pools: list[TestPool], groups: str) -> AsyncIterator[Proxy]:
+async def routed_proxy(
+    tmp_path: Path, pools: list[TestPool], groups: str, upstream: str = ""
+) -> AsyncIterator[Proxy]:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     path = tmp_path / "proxy.toml"
-    path.write_text(config_text([p.port for p in pools], groups, token_file))
+    path.write_text(config_text([p.port for p in pools], groups, token_file, upstream))
     proxy = Proxy(load_config(path), config_path=str(path), sweep_interval=0.1)
     await proxy.start()
     try:
@@ -78,13 +81,13 @@ async def http(
 
 @asynccontextmanager
 async def mining(
-    tmp_path: Path, groups: str, seed: int, miners: int, hashrate: float = 40_000.0
+    tmp_path: Path, groups: str, seed: int, miners: int, hashrate: float = 40_000.0, upstream: str = ""
 ) -> AsyncIterator[tuple[Proxy, TestPool, TestPool, Fleet]]:
     """Two bundled pools, a proxy routing to them by ``groups``, and a mining fleet."""
     async with (
         running_pool(difficulty=DIFF, seed=seed) as a,
         running_pool(difficulty=DIFF, seed=seed + 1) as b,
-        routed_proxy(tmp_path, [a, b], groups) as proxy,
+        routed_proxy(tmp_path, [a, b], groups, upstream) as proxy,
     ):
         fleet = Fleet(SimConfig(port=proxy.ports[0], hashrate=hashrate, request_timeout=10.0), miners)
         await fleet.start()
@@ -207,3 +210,44 @@ async def test_a_route_that_goes_down_gives_its_weight_to_the_other(tmp_path: Pa
         totals = await miners.stop()
         assert totals.reconnects == 0
         assert a.stats.rejected_total == 0
+
+
+async def pool_view_when(
+    proxy: Proxy, index: int, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Poll ``/api/v1/pools`` until pool ``index`` meets ``condition``; its view then."""
+    for _ in range(600):
+        _, body = await http(proxy, "GET", "/api/v1/pools")
+        view: dict[str, Any] = body["pools"][index]
+        if condition(view):
+            return view
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"pool {index} never met the condition: {view}")
+
+
+HEALTH = "health_window = 5.0\nhealth_min_shares = 10\nreject_ratio = 0.5\n"
+
+
+async def test_a_pool_degraded_by_a_reject_storm_loses_its_miners_and_regains_them(tmp_path: Path) -> None:
+    # No groups: plain priority failover, where health beyond TCP matters just as much.
+    async with mining(tmp_path, "", 71, 2, 20_000.0, upstream=HEALTH) as (proxy, a, b, miners):
+        await wait_until(lambda: a.stats.accepted > 10)
+        a.reject_storm = True
+        # Connected, answering, refusing everything: degraded, and its miners move.
+        first = await pool_view_when(proxy, 0, lambda view: view["health"] == "degraded")
+        await wait_until(lambda: b.stats.accepted > 10, timeout=30)
+        _, body = await http(proxy, "GET", "/api/v1/pools")
+        assert first["health"] == "degraded" and first["state"] == "degraded"
+        assert "rejected" in first["health_reason"]
+        assert body["pools"][1]["health"] == "healthy"
+        rejected = a.stats.rejected_total
+        a.reject_storm = False
+        # Without traffic its bad window ages out; after primary_hold of health it gets
+        # the miners back, over the same miner connections.
+        before = a.stats.accepted
+        await wait_until(lambda: a.stats.accepted > before + 10, timeout=30)
+        totals = await miners.stop()
+        assert totals.reconnects == 0 and totals.unanswered == 0
+        assert a.stats.rejected_total == rejected  # no storm, no more rejects
+        # The miners heard the pool's rejects during the storm and nothing else bad.
+        assert totals.rejected_total == rejected
