@@ -257,4 +257,5 @@ def pool_states(pools: Sequence[PoolState], needed: Collection[PoolState]) -> li
     # A retired connection (an idle backup being let go) is not an attempt to connect.
     opening = [p.connecting > 0 or any(not c.retired and not c.ready for c in p.connections) for p in pools]
     states = policy_pool_states(health, [p in needed for p in pools], opening)
-    return [DEGRADED if state == "ready" and p.degraded else state for p, state in zip(pools, states, strict=True)]
+    pairs = zip(pools, states, strict=True)
+    return [DEGRADED if state == "ready" and pool.degraded else state for pool, state in pairs]
