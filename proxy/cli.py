@@ -49,6 +49,30 @@ def _bench_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_routing(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from proxy.bench import routing
+    from proxy.runner import run
+
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    unknown = set(scenarios) - {"time", "miners", "single", "api"}
+    if unknown or not (args.minutes > 0):
+        print(f"stratum-proxy bench: unknown scenario(s) {sorted(unknown)} or bad --minutes", file=sys.stderr)
+        return 2
+    results: list[routing.SplitResult] = []
+    with tempfile.NamedTemporaryFile("w", suffix=".token") as token:
+        token.write(routing.TOKEN + "\n")
+        token.flush()
+
+        async def main() -> None:
+            results.extend(await routing.run(args.minutes, scenarios, token.name))
+
+        run(main())
+    print(routing.report(results))
+    return 0
+
+
 def _bench_all(args: argparse.Namespace) -> int:
     args.shares, args.repeats, args.scenarios = 20_000, 7, "a,b,c,d,e"
     _bench_validate(args)
@@ -171,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = benches.add_parser("upgrade", help="README's reuse_port upgrade recipe, timed (Linux)")
     upgrade.add_argument("--miners", type=int, default=200, help="simulated miners")
     upgrade.set_defaults(handler=_bench_upgrade)
+    routing = benches.add_parser("routing", help="weighted split across two pools, judged by their ledgers")
+    routing.add_argument("--minutes", type=float, default=10.0, help="measured minutes per scenario")
+    routing.add_argument("--scenarios", default="time,miners,single,api", help="comma-separated subset")
+    routing.set_defaults(handler=_bench_routing)
     _add_tool_commands(commands)
     return parser
 
