@@ -30,7 +30,7 @@ def test_promtool_accepts_the_scrape_config() -> None:
 def test_promtool_accepts_the_alert_rules() -> None:
     done = _promtool("check", "rules", "alerts.yml", cwd=DEPLOY / "prometheus")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 8 rules found" in done.stdout
+    assert "SUCCESS: 10 rules found" in done.stdout
 
 
 def test_alert_rules_fire_on_synthetic_series() -> None:
@@ -47,7 +47,8 @@ def _dashboard_exprs() -> list[str]:
 def test_dashboard_has_the_panels_operators_need() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "stratum-proxy.json").read_text())
     titles = {panel["title"] for panel in dashboard["panels"]}
-    for needed in ("Fleet hashrate", "Rejects by reason", "Pool verdict latency", "Miners connected"):
+    needed_panels = ("Fleet hashrate", "Rejects by reason", "Pool verdict latency", "Miners connected")
+    for needed in (*needed_panels, "Target vs realised split"):
         assert needed in titles
     assert any(p["type"] == "table" and "worker" in p["title"].lower() for p in dashboard["panels"])
 
