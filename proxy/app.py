@@ -221,6 +221,7 @@ class Proxy:
             "difficulty_changed": diff.difficulty_changed,
             "limits_changed": diff.server_limits_changed,
             "log_changed": diff.log_changed,
+            "groups_changed": diff.groups_changed,  # API weights are replaced by the file's either way
             "listeners_removed": removed,
         }
 

@@ -293,6 +293,12 @@ class GroupTable:
         """A reload: keep the work counters and samples of groups that keep their name."""
         for group in self.groups:
             previous = old.by_name(group.name)
-            if previous is not None:
-                group.tallies = previous.tallies
-                group.samples = previous.samples
+            if previous is None:
+                continue
+            group.tallies = previous.tallies
+            group.samples = previous.samples
+            for route in group.routes:
+                # The same chain keeps its serving pool: a reload is not a failback.
+                same = next((r for r in previous.routes if r.pool_names == route.pool_names), None)
+                if same is not None and same.serving in route.chain:
+                    route.serving = same.serving

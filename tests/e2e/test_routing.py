@@ -251,3 +251,37 @@ async def test_a_pool_degraded_by_a_reject_storm_loses_its_miners_and_regains_th
         assert a.stats.rejected_total == rejected  # no storm, no more rejects
         # The miners heard the pool's rejects during the storm and nothing else bad.
         assert totals.rejected_total == rejected
+
+
+async def test_a_reload_puts_the_files_weights_back(tmp_path: Path) -> None:
+    async with mining(tmp_path, two_routes("miners", 70, 30), 73, 4, 5_000.0) as (proxy, a, b, miners):
+        status, _ = await http(
+            proxy, "PUT", "/api/v1/groups/site", {"routes": [{"weight": 1, "pools": ["pool1"]}]}
+        )
+        assert status == 200
+        await wait_until(lambda: all(len(c.miners) == 0 for c in proxy.pools.pools[0].connections))
+        await wait_until(lambda: b.stats.accepted > 5, timeout=30)
+        _, body = await http(proxy, "GET", "/api/v1/groups")
+        before = body["groups"][0]["routes"][0]["share_difficulty_total"]["pool1"]
+        assert before > 0
+        # The file now says 50/50; a reload replaces the API's weights with the file's.
+        path = tmp_path / "proxy.toml"
+        path.write_text(
+            path.read_text().replace("weight = 70", "weight = 50").replace("weight = 30", "weight = 50")
+        )
+        status, result = await http(proxy, "POST", "/api/v1/reload")
+        assert status == 200 and result["changes"]["groups_changed"] is True
+        _, body = await http(proxy, "GET", "/api/v1/groups")
+        site = body["groups"][0]
+        assert site["weights_from"] == "file"
+        assert [(r["weight"], r["pools"]) for r in site["routes"]] == [(50, ["pool0"]), (50, ["pool1"])]
+        # The work counters carry on across the PUT and the reload.
+        assert site["routes"][1]["share_difficulty_total"]["pool1"] >= before
+        # Whole miners come back to the first route, within the move budget: a quarter of
+        # the group (here one miner) per minute.
+        await wait_until(
+            lambda: sum(len(c.miners) for c in proxy.pools.pools[0].connections) >= 1, timeout=30
+        )
+        totals = await miners.stop()
+        assert totals.reconnects == 0 and totals.unanswered == 0
+        assert a.stats.rejected_total == 0 and b.stats.rejected_total == 0
