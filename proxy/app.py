@@ -29,6 +29,7 @@ from proxy.metrics import Metrics
 from proxy.routing.pools import PoolManager
 from proxy.runner import run
 from proxy.stats import StatsRegistry
+from proxy.views import pool_views
 
 log = structlog.get_logger("proxy.app")
 
@@ -129,15 +130,17 @@ class Proxy:
         """A one-line summary of the fleet and the pools."""
         workers = self.stats.workers.values()
         active = self.pools.active
+        pools = pool_views(self.pools, self.clock())  # the read model /api/v1/pools renders
         return {
             "miners": len(self.server.sessions),
             "workers": len(self.stats.workers),
             "accepted": sum(w.accepted for w in workers),
             "rejected": sum(sum(w.counts) for w in workers),
             "pool": active.name if active is not None else None,
-            "pool_accepted": sum(p.accepted for p in self.pools.pools),
-            "pool_rejected": sum(p.rejected for p in self.pools.pools),
-            "blocks": sum(p.blocks for p in self.pools.pools),
+            "serving": ",".join(p.name for p in pools if p.active) or None,
+            "pool_accepted": sum(p.accepted for p in pools),
+            "pool_rejected": sum(p.rejected for p in pools),
+            "blocks": sum(p.blocks for p in pools),
         }
 
     # ------------------------------------------------------------------ reload

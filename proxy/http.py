@@ -24,9 +24,8 @@ from proxy.config_groups import routes_problem
 from proxy.downstream import MinerServer
 from proxy.metrics import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Metrics
 from proxy.routing.pools import PoolManager
-from proxy.routing.state import pool_states
 from proxy.stats import WINDOWS, StatsRegistry
-from proxy.views import group_view, group_views
+from proxy.views import group_view, group_views, pool_views
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest admin request body: 16 routes of pool names fit many times over."""
@@ -67,35 +66,6 @@ class WorkerView(msgspec.Struct):
     last_share: float | None
     hashrate_1m: float
     hashrate_15m: float
-
-
-class PoolView(msgspec.Struct):
-    """One pool in ``/api/v1/pools``."""
-
-    name: str
-    url: str
-    user: str
-    state: str
-    health: str
-    """``healthy``, ``degraded`` or ``down``."""
-    health_reason: str
-    """Why it is degraded or down (empty when healthy)."""
-    active: bool
-    connections: int
-    miners: int
-    difficulty: float | None
-    extranonce2_size: int | None
-    extranonce_prefix_size: int | None
-    miner_extranonce2_size: int | None
-    version_mask: str | None
-    latency_seconds: float
-    accepted: int
-    rejected: int
-    timeouts: int
-    blocks: int
-    block_candidates: int
-    jobs: int
-    last_job_age_seconds: float | None
 
 
 class StatusView(msgspec.Struct):
@@ -219,39 +189,7 @@ class HttpApi:
 
     async def handle_pools(self, request: web.Request) -> web.Response:
         """Every configured pool: state, layout, latency and verdict counts."""
-        now = self.proxy.clock()
-        manager = self.proxy.pools
-        views = []
-        serving = manager.router.serving()
-        for pool, state in zip(manager.pools, pool_states(manager.pools, manager.needed), strict=True):
-            ready = pool.ready_connections()
-            conn = ready[0] if ready else None
-            views.append(
-                PoolView(
-                    name=pool.name,
-                    url=pool.config.url,
-                    user=pool.config.user,
-                    state=state,
-                    health=pool.health,
-                    health_reason=pool.health_reason,
-                    active=pool in serving,
-                    connections=len(pool.connections),
-                    miners=sum(len(c.miners) for c in pool.connections),
-                    difficulty=conn.difficulty if conn else None,
-                    extranonce2_size=conn.extranonce2_size if conn else None,
-                    extranonce_prefix_size=conn.prefix_size if conn else None,
-                    miner_extranonce2_size=conn.miner_extranonce2_size if conn else None,
-                    version_mask=f"{conn.version_mask:08x}" if conn else None,
-                    latency_seconds=pool.latency,
-                    accepted=pool.accepted,
-                    rejected=pool.rejected,
-                    timeouts=pool.timeouts,
-                    blocks=pool.blocks,
-                    block_candidates=pool.candidates,
-                    jobs=pool.jobs,
-                    last_job_age_seconds=round(now - conn.last_job, 3) if conn else None,
-                )
-            )
+        views = pool_views(self.proxy.pools, self.proxy.clock())
         return _json({"pools": views})
 
     async def handle_groups(self, request: web.Request) -> web.Response:

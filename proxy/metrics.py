@@ -32,9 +32,8 @@ from prometheus_client.registry import Collector
 
 from proxy import __version__
 from proxy.routing.policy import POOL_STATES
-from proxy.routing.state import pool_states
 from proxy.stats import REASON_SLOTS, REJECT_REASONS, StatsRegistry, WorkerStats
-from proxy.views import group_views
+from proxy.views import group_views, pool_views
 
 if TYPE_CHECKING:
     from proxy.downstream import MinerServer
@@ -105,25 +104,21 @@ class _PoolCollector(Collector):
             labels=["pool"],
         )
         jobs = CounterMetricFamily(f"{PREFIX}_jobs", "Jobs received from the pool.", labels=["pool"])
-        serving = self.pools.router.serving()
-        for pool, state in zip(
-            self.pools.pools, pool_states(self.pools.pools, self.pools.needed), strict=True
-        ):
-            name = [pool.name]
+        for view in pool_views(self.pools, self.pools.clock()):
+            name = [view.name]
             for each in POOL_STATES:
-                states.add_metric([pool.name, each], 1 if each == state else 0)
-            shares.add_metric([pool.name, "accepted"], pool.accepted)
-            shares.add_metric([pool.name, "rejected"], pool.rejected)
-            timeouts.add_metric(name, pool.timeouts)
-            ready = pool.ready_connections()
-            connected.add_metric(name, 1 if ready else 0)
-            active.add_metric(name, 1 if pool in serving else 0)
-            connections.add_metric(name, len(pool.connections))
-            if ready:
-                difficulty.add_metric(name, ready[0].difficulty)
-            blocks.add_metric(name, pool.blocks)
-            candidates.add_metric(name, pool.candidates)
-            jobs.add_metric(name, pool.jobs)
+                states.add_metric([view.name, each], 1 if each == view.state else 0)
+            shares.add_metric([view.name, "accepted"], view.accepted)
+            shares.add_metric([view.name, "rejected"], view.rejected)
+            timeouts.add_metric(name, view.timeouts)
+            connected.add_metric(name, 1 if view.difficulty is not None else 0)  # a ready connection
+            active.add_metric(name, 1 if view.active else 0)
+            connections.add_metric(name, view.connections)
+            if view.difficulty is not None:
+                difficulty.add_metric(name, view.difficulty)
+            blocks.add_metric(name, view.blocks)
+            candidates.add_metric(name, view.block_candidates)
+            jobs.add_metric(name, view.jobs)
         yield from (
             shares,
             timeouts,

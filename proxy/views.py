@@ -1,5 +1,6 @@
-"""Read models: what the proxy shows of its routing, built once per request as msgspec
-Structs, and rendered by ``/api/v1/groups`` and ``/metrics`` alike (they cannot disagree).
+"""Read models: what the proxy shows of its pools and routing, built once per request as
+msgspec Structs and rendered by ``/api/v1/pools``, ``/api/v1/groups`` and ``/metrics``
+alike, so the API and the metrics cannot disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +10,74 @@ from collections.abc import Sequence
 import msgspec
 
 from proxy.routing.groups import WINDOWS, Group
+from proxy.routing.pools import PoolManager
+from proxy.routing.state import pool_states
 from proxy.stats import HASHES_PER_DIFFICULTY
+
+
+class PoolView(msgspec.Struct):
+    """One pool in ``/api/v1/pools``."""
+
+    name: str
+    url: str
+    user: str
+    state: str
+    health: str
+    """``healthy``, ``degraded`` or ``down``."""
+    health_reason: str
+    """Why it is degraded or down (empty when healthy)."""
+    active: bool
+    connections: int
+    miners: int
+    difficulty: float | None
+    extranonce2_size: int | None
+    extranonce_prefix_size: int | None
+    miner_extranonce2_size: int | None
+    version_mask: str | None
+    latency_seconds: float
+    accepted: int
+    rejected: int
+    timeouts: int
+    blocks: int
+    block_candidates: int
+    jobs: int
+    last_job_age_seconds: float | None
+
+
+def pool_views(manager: PoolManager, now: float) -> list[PoolView]:
+    """The read model of every configured pool at ``now``."""
+    views = []
+    serving = manager.router.serving()
+    for pool, state in zip(manager.pools, pool_states(manager.pools, manager.needed), strict=True):
+        ready = pool.ready_connections()
+        conn = ready[0] if ready else None
+        views.append(
+            PoolView(
+                name=pool.name,
+                url=pool.config.url,
+                user=pool.config.user,
+                state=state,
+                health=pool.health,
+                health_reason=pool.health_reason,
+                active=pool in serving,
+                connections=len(pool.connections),
+                miners=sum(len(c.miners) for c in pool.connections),
+                difficulty=conn.difficulty if conn else None,
+                extranonce2_size=conn.extranonce2_size if conn else None,
+                extranonce_prefix_size=conn.prefix_size if conn else None,
+                miner_extranonce2_size=conn.miner_extranonce2_size if conn else None,
+                version_mask=f"{conn.version_mask:08x}" if conn else None,
+                latency_seconds=pool.latency,
+                accepted=pool.accepted,
+                rejected=pool.rejected,
+                timeouts=pool.timeouts,
+                blocks=pool.blocks,
+                block_candidates=pool.candidates,
+                jobs=pool.jobs,
+                last_job_age_seconds=round(now - conn.last_job, 3) if conn else None,
+            )
+        )
+    return views
 
 
 class RouteView(msgspec.Struct):
