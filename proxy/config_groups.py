@@ -148,6 +148,9 @@ def check_groups(groups: Sequence[GroupConfig], pool_names: Sequence[str], liste
             message = f"duplicate group name {group.name!r} (also groups[{other}])"
             raise ConfigError(message, key=f"groups[{g}].name")
         names[group.name] = g
+        if group.name == DEFAULT_GROUP and group.match != GroupMatch():
+            message = "the default group takes every miner no other group matches: it has no match"
+            raise ConfigError(message, key=f"groups[{g}].match")
         for r, route in enumerate(group.routes):
             for p, name in enumerate(route.pools):
                 if name not in known:
@@ -183,7 +186,9 @@ def effective_groups(groups: Sequence[GroupConfig], pool_names: Sequence[str]) -
     """The configured groups, plus the implicit ``default`` group (one route over every
     pool in priority order) unless one of that name is configured. It comes last, so it
     only takes the miners no other group matches."""
-    if any(group.name == DEFAULT_GROUP for group in groups):
-        return tuple(groups)
+    configured = next((group for group in groups if group.name == DEFAULT_GROUP), None)
+    others = tuple(group for group in groups if group.name != DEFAULT_GROUP)
+    if configured is not None:
+        return (*others, configured)  # wherever it is written, it takes what is left
     default = GroupConfig(name=DEFAULT_GROUP, routes=(RouteConfig(weight=1.0, pools=tuple(pool_names)),))
-    return (*groups, default)
+    return (*others, default)

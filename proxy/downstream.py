@@ -337,8 +337,7 @@ class SessionPlacement:
         """Called by routing when this session gets a place on ``upstream`` (``previous``:
         the connection it was moved from, whose jobs may still be worked; ``tally``: where
         its accepted work counts from now on)."""
-        if previous is not None:
-            self.previous_tally = self.tally  # shares on the old jobs count where they went
+        old_tally = self.tally
         if tally is not None:
             self.tally = tally
         self.upstream = upstream
@@ -360,6 +359,9 @@ class SessionPlacement:
             validator.set_extranonce(upstream.book, self.extranonce1, self.extranonce2_size)
             validator.set_difficulty(self.vardiff.difficulty, upstream.book.ids.next_seq)
         self.previous_upstream = previous if validator.previous_book is not None else None
+        # Shares on the old jobs (the validator keeps them while the layout is unchanged)
+        # count where they were mined for, wherever they are sent.
+        self.previous_tally = old_tally if validator.previous_book is not None else _UNCOUNTED
         self.sync_version_mask()
 
     def _subscribed(self, request_id: RequestId) -> None:

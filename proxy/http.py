@@ -199,16 +199,20 @@ class HttpApi:
 
     async def handle_put_group(self, request: web.Request) -> web.Response:
         """Replace a group's routes (admin): 200 with its new view; 400 with the reason
-        and nothing changed; 404 for a group that does not exist."""
+        and nothing changed; 404 for a group that does not exist; 413 for a body over
+        :data:`MAX_BODY_BYTES`."""
         denied = self._check_admin(request)
         if denied is not None:
             return denied
         name = request.match_info["name"]
-        if self.proxy.pools.groups.by_name(name) is None:
-            return _json({"error": f"no group {name!r}"}, status=404)
+        too_big = _json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=413)
         if (request.content_length or 0) > MAX_BODY_BYTES:
-            return _json({"error": f"body over {MAX_BODY_BYTES} bytes"}, status=400)
-        body = await request.content.read(MAX_BODY_BYTES + 1)
+            return too_big
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(16384):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:  # chunked, or a Content-Length that lied
+                return too_big
         try:
             routes = _ROUTES_DECODER.decode(body).routes
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -217,8 +221,10 @@ class HttpApi:
         if problem is not None:
             return _json({"error": problem}, status=400)
         who = f"api from {request.remote or '?'}"
+        # Looked up after the body is read: a reload meanwhile may have removed the group.
         group = self.proxy.pools.set_routes(name, routes, who)
-        assert group is not None  # checked above, and nothing awaited since
+        if group is None:
+            return _json({"error": f"no group {name!r}"}, status=404)
         return _json(group_view(group, self.proxy.clock()))
 
     async def handle_reload(self, request: web.Request) -> web.Response:

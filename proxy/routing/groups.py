@@ -136,7 +136,9 @@ class Group:
         member.route = route if route is not None else (here or 0)
         return member
 
-    def replace_routes(self, routes: Sequence[RouteConfig], pools: Mapping[str, PoolState], who: str) -> None:
+    def replace_routes(
+        self, routes: Sequence[RouteConfig], pools: Mapping[str, PoolState], who: str, now: float
+    ) -> None:
         """New routes (the API): members keep the route that holds the pool they are on,
         else get one at the next settle; the pools' work counters carry on."""
         old = self.routes
@@ -149,7 +151,7 @@ class Group:
             index = None if pool is None else self.route_of_pool(pool)
             if index is None:  # its pool is in no route now: a route as for a newcomer
                 member.route = 0
-                index = self.want(member, 0.0, new=True)
+                index = self.want(member, now, new=True)
             member.route = index if index is not None else 0
         self.overridden_by = who
         self.reset_slices()
@@ -194,8 +196,8 @@ class Group:
         return due
 
     def rebalance(self, now: float) -> list[tuple[PlacedMiner, int]]:
-        """Miners split (and pinned members of a time split): the moves that bring each
-        route's measured hashrate to its part, within this minute's budget."""
+        """Miners split: the moves that bring each route's measured hashrate to its part,
+        within this minute's budget (members that could not be moved are left out)."""
         if now - self.last_plan < REBALANCE_SECONDS:
             return []
         self.last_plan = now

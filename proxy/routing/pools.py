@@ -232,6 +232,10 @@ class PoolManager:
         if self._closing:
             return
         needed = self.needed = self.router.needed()
+        for pool in self.removed_pools:
+            for conn in pool.connections:
+                if not conn.miners and not conn.retired:
+                    conn.retire()  # its miners have moved on: nothing keeps it
         for pool in self.pools:
             if pool in needed:
                 if not any(not c.retired for c in pool.connections):

@@ -123,14 +123,19 @@ class Router:
         if target is None or target is conn.state:
             session.tally = group.tally(conn.state) if target is not None else session.tally
             return
-        if not self.seats.move(
+        if self.seats.move(
             session, target, group.tally(target), keep_layout=not session.extranonce_subscribed
         ):
-            here = group.route_of_pool(conn.state)
-            member.pinned = group.time_split
-            if here is not None:
-                member.route = here
-            session.tally = group.tally(conn.state) if here is not None else UNROUTED
+            return
+        here = group.route_of_pool(conn.state)
+        if here is None or group.routes[here].serving is not conn.state:
+            # Its pool is none of its group's: it has no work yet, so a reconnect to a
+            # fresh place (on its route's pool, the worker known from then on) costs little.
+            self.move(session, target)
+            return
+        member.pinned = group.time_split  # it cannot follow slices: split as a whole miner
+        member.route = here
+        session.tally = group.tally(conn.state)
 
     def detach(self, session: PlacedMiner) -> None:
         """The miner left: free its place."""
@@ -151,24 +156,26 @@ class Router:
         self._open(target)
         session.reconnect()  # no room right now: the miner comes back to a fresh slot
 
-    def switch(self, session: PlacedMiner, group: Group, route: int) -> None:
+    def switch(self, session: PlacedMiner, group: Group, route: int) -> bool:
         """A weighted split's move (a slice boundary, a rebalance): only where the miner
-        keeps its extranonce or can be told a new one; a time-split miner that cannot
-        follow is pinned (split by whole miners from then on)."""
+        keeps its extranonce or can be told a new one. One that cannot follow is pinned:
+        a time-split miner is split as a whole miner from then on, and a miners split
+        plans without it. True when the miner mines for ``route`` now."""
         member = group.members.get(session)
         target = group.routes[route].serving
         conn = self.seats.conn_of(session)
         if member is None or target is None or conn is None or not session.mining:
-            return
+            return False
         if conn.state is target:
             member.route = route
-            return
+            return True
         if self.seats.move(
             session, target, group.tally(target), keep_layout=not session.extranonce_subscribed
         ):
             member.route = route
-        elif group.time_split:
-            member.pinned = True
+            return True
+        member.pinned = True
+        return False
 
     def rehome(self, conn: Conn) -> None:
         """Move the miners of a connection that is going away to the best place left."""
@@ -211,19 +218,7 @@ class Router:
         re-place the miners whose route changed pool, went down or came back."""
         hold = self.config().upstream.primary_hold
         for group in self.groups.groups:
-            chosen = [self._choose(route, now, hold, degraded_too=False) for route in group.routes]
-            if all(pool is None for pool in chosen):
-                # No route has a healthy pool: a degraded one beats none (as a last resort
-                # it serves; the group's miners are not parked over a reject storm).
-                chosen = [self._choose(route, now, hold, degraded_too=True) for route in group.routes]
-            changed = False
-            for route, pool in zip(group.routes, chosen, strict=True):
-                if pool is not route.serving:
-                    if pool is not None and route.serving is not None:
-                        log.warning(
-                            "route pool", group=group.name, pool=pool.name, previous=route.serving.name
-                        )
-                    route.serving, changed = pool, True
+            changed = self._serve(group, now, hold)
             if changed:
                 group.reset_slices()
             if changed or self.replace_all:
@@ -234,6 +229,21 @@ class Router:
             if target is not None:
                 self.move(session, target)
 
+    def _serve(self, group: Group, now: float, hold: float) -> bool:
+        """Choose the pool serving each route of ``group``; True when one changed."""
+        chosen = [self._choose(route, now, hold, degraded_too=False) for route in group.routes]
+        if all(pool is None for pool in chosen):
+            # No route has a healthy pool: a degraded one beats none (as a last resort
+            # it serves; the group's miners are not parked over a reject storm).
+            chosen = [self._choose(route, now, hold, degraded_too=True) for route in group.routes]
+        changed = False
+        for route, pool in zip(group.routes, chosen, strict=True):
+            if pool is not route.serving:
+                if pool is not None and route.serving is not None:
+                    log.warning("route pool", group=group.name, pool=pool.name, previous=route.serving.name)
+                route.serving, changed = pool, True
+        return changed
+
     @staticmethod
     def _choose(route: Route, now: float, hold: float, *, degraded_too: bool) -> PoolState | None:
         """The pool that should serve ``route`` now (None: none of its pools is up)."""
@@ -242,11 +252,18 @@ class Router:
         return route.chain[chosen] if chosen is not None and health[chosen].ready else None
 
     def _replace(self, group: Group, now: float) -> None:
-        """Move every miner of ``group`` that is not on its route's pool (failover and
-        failback move them whatever their layout, as without groups)."""
+        """Move every miner of ``group`` whose pool serves none of its routes now
+        (failover and failback move them whatever their layout, as without groups). A
+        miner on a pool that serves one is left there, mining for that route: a weighted
+        split moves it on from there (its next slice, the next rebalance)."""
         for session, member in list(group.members.items()):
             conn = self.seats.conn_of(session)
             if conn is None or session.closing:
+                continue
+            here = group.route_of_pool(conn.state)
+            if here is not None and group.routes[here].serving is conn.state:
+                if member.route != here:
+                    member.route, member.next_switch = here, 0.0
                 continue
             if group.routes[member.route].serving is None:
                 index = group.want(member, now, new=True)
@@ -265,7 +282,7 @@ class Router:
         group = self.groups.by_name(name)
         if group is None:
             return None
-        group.replace_routes(routes, {p.name: p for p in pools}, who)
+        group.replace_routes(routes, {p.name: p for p in pools}, who, self.clock())
         log.warning(
             "group routes replaced", group=name, by=who, routes=[[r.weight, *r.pools] for r in routes]
         )
@@ -277,24 +294,32 @@ class Router:
         """A reload: new groups from the file; every authorized miner joins its group
         again (a miners split keeps it on its pool's route while that is up)."""
         groups.adopt(self.groups)
-        self.groups = groups
         now = self.clock()
-        for session in list(self._group_of):
+        hold = self.config().upstream.primary_hold
+        for group in groups.groups:
+            self._serve(group, now, hold)  # before members join: they join routes that are up
+        for session, old in list(self._group_of.items()):
             worker = session.worker
             if worker is None:
                 del self._group_of[session]
                 continue
             group = self._group_of[session] = groups.group_for(worker, session.peer, session.listener)
             seat = self.seats.conn_of(session)
-            group.join(session, worker, now, at=seat.state if seat is not None else None)
+            member = group.join(session, worker, now, at=seat.state if seat is not None else None)
+            previous = old.members.get(session)
+            member.pinned = previous is not None and previous.pinned  # its layout has not changed
+        self.groups = groups
         self.replace_all = True
 
     def run_splits(self, now: float) -> None:
         """Periodic: measure every group, and move the miners its split moves now."""
         for group in self.groups.groups:
             group.sample(now)
-            for session, route in (*group.due_switches(now), *group.rebalance(now)):
+            for session, route in group.due_switches(now):
                 self.switch(session, group, route)
+            for session, route in group.rebalance(now):
+                if self.switch(session, group, route):
+                    group.recent_moves.append(now)  # the budget counts moves made
 
     def needed(self) -> set[PoolState]:
         """The pools some route wants a connection to: each chain down to its serving

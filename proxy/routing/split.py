@@ -143,7 +143,11 @@ def pick_route(fractions: Sequence[float], loads: Sequence[float]) -> int | None
 
 
 def plan_moves(
-    routes: Sequence[int], rates: Sequence[float], fractions: Sequence[float], limit: int
+    routes: Sequence[int],
+    rates: Sequence[float],
+    fractions: Sequence[float],
+    limit: int,
+    movable: Sequence[bool] | None = None,
 ) -> list[tuple[int, int]]:
     """Moves ``(miner, route)`` that bring a miners split to its target.
 
@@ -152,7 +156,9 @@ def plan_moves(
     miner of the first whose hashrate best fits the smaller of the two gaps, if that
     narrows the error; it stops when every route is within :data:`MINERS_BAND`, nothing
     helps, or ``limit`` moves are planned. Miners on a route that is down all move.
+    ``movable[i]`` False: miner ``i`` counts in its route's load but is never moved.
     """
+    can_move = movable if movable is not None else [True] * len(routes)
     total = sum(rates)
     if total <= 0 or not any(f > 0 for f in fractions):
         return []
@@ -163,7 +169,7 @@ def plan_moves(
     current = list(routes)
     moves: list[tuple[int, int]] = []
     for miner, route in enumerate(routes):
-        if fractions[route] <= 0 and len(moves) < limit:
+        if fractions[route] <= 0 and can_move[miner] and len(moves) < limit:
             target = _most_below(loads, fractions, total)
             _apply(moves, current, loads, miner, target, rates[miner])
     band = MINERS_BAND * total
@@ -174,7 +180,7 @@ def plan_moves(
         if errors[over] <= band and -errors[under] <= band:
             break
         gap = min(errors[over], -errors[under])
-        candidates = [m for m, r in enumerate(current) if r == over and rates[m] > 0]
+        candidates = [m for m, r in enumerate(current) if r == over and rates[m] > 0 and can_move[m]]
         if not candidates:
             break
         miner = min(candidates, key=lambda m: abs(rates[m] - gap))

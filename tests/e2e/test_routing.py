@@ -175,7 +175,10 @@ async def test_new_weights_through_the_api_move_the_hashrate(tmp_path: Path) -> 
             status, reply = await http(proxy, "PUT", "/api/v1/groups/site", body)
             assert status == 400 and reason in reply["error"], (body, reply)
         assert (await http(proxy, "PUT", "/api/v1/groups/site", {"routes": []}, token=None))[0] == 401
-        assert (await http(proxy, "PUT", "/api/v1/groups/nope", {"routes": []}))[0] == 404
+        good = {"routes": [{"weight": 1, "pools": ["pool0"]}]}
+        assert (await http(proxy, "PUT", "/api/v1/groups/nope", good))[0] == 404
+        padded = json.dumps(good | {"padding": "x" * 70_000}).encode()
+        assert (await http(proxy, "PUT", "/api/v1/groups/site", padded))[0] == 413
         status, body = await http(proxy, "GET", "/api/v1/groups")
         assert [r["weight"] for r in body["groups"][0]["routes"]] == [50, 50]
 

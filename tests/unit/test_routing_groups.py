@@ -131,7 +131,7 @@ def test_new_routes_keep_members_on_the_route_of_their_pool() -> None:
     on_b = {m for m in miners if g.members[m].route == 1}
     same_pools = {route.chain[0].name: route.chain[0] for route in g.routes}
     g.replace_routes(
-        [RouteConfig(weight=1, pools=("b",)), RouteConfig(weight=1, pools=("a",))], same_pools, "test"
+        [RouteConfig(weight=1, pools=("b",)), RouteConfig(weight=1, pools=("a",))], same_pools, "test", 0.0
     )
     assert g.overridden_by == "test"
     # b is now the first route: its miners stay on it, the others on a's route.

@@ -176,3 +176,13 @@ def test_a_weight_change_rebalances_with_the_fewest_moves() -> None:
     for miner, route in moves:
         routes[miner] = route
     assert _split(routes, rates, 2)[0] == pytest.approx(0.5, abs=MINERS_BAND + 1e-9)
+
+
+def test_miners_that_cannot_move_count_but_stay() -> None:
+    rates = [10.0] * 10
+    routes = [0] * 10
+    movable = [False] * 5 + [True] * 5
+    moves = plan_moves(routes, rates, [0.5, 0.5], 10, movable=movable)
+    assert moves and all(movable[m] for m, _ in moves)
+    assert len(moves) == 5
+    assert plan_moves(routes, rates, [0.5, 0.5], 10, movable=[False] * 10) == []

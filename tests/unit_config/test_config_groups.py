@@ -71,9 +71,19 @@ def test_without_groups_the_default_group_is_every_pool_in_priority_order() -> N
     assert [r.pools for r in default.routes] == [("braiins", "backup", "customer-b")]
 
 
-def test_a_configured_default_group_replaces_the_implicit_one() -> None:
-    text = BASE + GROUP.replace('name = "site1-s21"', 'name = "default"')
-    assert [g.name for g in parse_config(text).routing_groups] == ["default"]
+def test_a_configured_default_group_replaces_the_implicit_one_and_comes_last() -> None:
+    default = GROUP.replace('name = "site1-s21"', 'name = "default"').replace(
+        'match = { workers = ["acct.s21-*"], sources = ["10.1.0.0/16"], listeners = ["127.0.0.1:3333"] }\n',
+        "",
+    )
+    text = BASE + default + GROUP
+    assert [g.name for g in parse_config(text).routing_groups] == ["site1-s21", "default"]
+
+
+def test_the_default_group_has_no_match() -> None:
+    err = error(BASE + GROUP.replace('name = "site1-s21"', 'name = "default"'))
+    assert err.key == "groups[0].match"
+    assert "takes every miner no other group matches" in err.message
 
 
 @pytest.mark.parametrize(
