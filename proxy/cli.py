@@ -56,10 +56,15 @@ def _bench_routing(args: argparse.Namespace) -> int:
     from proxy.runner import run
 
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-    unknown = set(scenarios) - {"time", "miners", "single", "api"}
+    unknown = set(scenarios) - {"time", "miners", "single", "api", "scale"}
     if unknown or not (args.minutes > 0):
         print(f"stratum-proxy bench: unknown scenario(s) {sorted(unknown)} or bad --minutes", file=sys.stderr)
         return 2
+    if "scale" in scenarios:
+        print(routing.scale())
+        scenarios = tuple(s for s in scenarios if s != "scale")
+        if not scenarios:
+            return 0
     results: list[routing.SplitResult] = []
     with tempfile.NamedTemporaryFile("w", suffix=".token") as token:
         token.write(routing.TOKEN + "\n")
@@ -197,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.set_defaults(handler=_bench_upgrade)
     routing = benches.add_parser("routing", help="weighted split across two pools, judged by their ledgers")
     routing.add_argument("--minutes", type=float, default=10.0, help="measured minutes per scenario")
-    routing.add_argument("--scenarios", default="time,miners,single,api", help="comma-separated subset")
+    routing.add_argument(
+        "--scenarios",
+        default="scale,time,miners,single,api",
+        help="comma-separated subset (scale: in process)",
+    )
     routing.set_defaults(handler=_bench_routing)
     _add_tool_commands(commands)
     return parser

@@ -27,11 +27,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
 from proxy.bench.process import proxy_process
+from proxy.config import PoolConfig as ProxyPool
+from proxy.config_groups import GroupConfig, RouteConfig
+from proxy.routing.groups import Group
+from proxy.routing.ports import PlacedMiner
+from proxy.routing.state import PoolState
 from proxy.runner import run as run_loop
 from proxy.tools import free_port
 from proxy.tools.pool import PoolConfig, TestPool
@@ -110,6 +115,58 @@ def _child(target: Any, *args: Any) -> Iterator[Connection]:
         process.join(15)
         if process.is_alive():
             process.kill()
+
+
+# --------------------------------------------------------------------------- scale, in process
+
+
+class _Miner:
+    """What a group reads of a miner (its work); for the in-process scale figures."""
+
+    def __init__(self) -> None:
+        self.work = 0.0
+
+
+def scale(miners: int = 100_000, slice_seconds: float = 60.0) -> str:
+    """The routing decisions' own cost for a site of ``miners``: joining them all, and a
+    time split's ticks over one slice (twice a second, as the proxy ticks)."""
+    pools = {
+        n: PoolState(ProxyPool(name=n, url=f"stratum+tcp://127.0.0.1:{i + 1}", user="u"), i)
+        for i, n in enumerate("ab")
+    }
+    lines = []
+    for split in ("time", "miners"):
+        config = GroupConfig(
+            name="site",
+            split=split,
+            slice_seconds=slice_seconds,
+            routes=(RouteConfig(weight=70, pools=("a",)), RouteConfig(weight=30, pools=("b",))),
+        )
+        group = Group(config, pools)
+        for route in group.routes:
+            route.serving = route.chain[0]
+        fleet = [cast(PlacedMiner, _Miner()) for _ in range(miners)]
+        start = time.perf_counter()
+        for index, miner in enumerate(fleet):
+            group.join(miner, f"acct.rig-{index}", 0.0)
+        joined = time.perf_counter() - start
+        ticks, switches, worst = 0, 0, 0.0
+        start = time.perf_counter()
+        for step in range(1, int(2 * slice_seconds) + 1):
+            tick = time.perf_counter()
+            for session, index in group.due_switches(step / 2):
+                group.members[session].route = index
+                switches += 1
+            group.rebalance(step / 2)
+            worst = max(worst, time.perf_counter() - tick)
+            ticks += 1
+        per_tick = (time.perf_counter() - start) / ticks
+        lines.append(
+            f"{split:<6} split, {miners:,} miners: join {joined / miners * 1e6:.1f} us each;"
+            f" tick {per_tick * 1e3:.2f} ms mean, {worst * 1e3:.1f} ms worst;"
+            f" {switches:,} switches in one slice"
+        )
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- the run

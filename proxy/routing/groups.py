@@ -8,6 +8,7 @@ out (moves miners between connections). Decisions come from the pure functions o
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
@@ -86,6 +87,14 @@ class Group:
         self.tallies: dict[str, Tally] = {}
         self.samples: deque[tuple[float, dict[str, float]]] = deque(maxlen=int(3600 / SAMPLE_SECONDS) + 2)
         self.recent_moves: deque[float] = deque()
+        # Time split: (when, tiebreak, miner) of every member's next slice boundary, so a
+        # tick looks only at the miners due (stale entries are skipped when popped).
+        self._switches: list[tuple[float, int, PlacedMiner]] = []
+        self._pushes = 0
+        # Each route's hashrate as of the last sample, plus the newcomers since: a miner
+        # joining reads it instead of summing the whole group (100,000 joins at start).
+        self._loads_cache: list[float] | None = None
+        self._mean_rate = 1.0
         self.last_plan = 0.0
         self.overridden_by: str | None = None  # who replaced the file's weights through the API
 
@@ -113,16 +122,14 @@ class Group:
 
     def guess_route(self) -> Route | None:
         """The route a miner joining now would most likely get (at subscribe, before its
-        worker name is known): the one furthest below its part, by miner count."""
-        loads = [0.0] * len(self.routes)
-        for member in self.members.values():
-            loads[member.route] += 1.0
-        index = pick_route(self.fractions(), loads)
+        worker name is known): the one furthest below its part."""
+        index = pick_route(self.fractions(), self._loads())
         return None if index is None else self.routes[index]
 
     def join(self, session: PlacedMiner, worker: str, now: float, *, at: PoolState | None = None) -> Member:
         """Take a miner in and give it a route (see :meth:`want`). ``at``: the pool it is
         on (a reload): a miners split keeps it on that pool's route while it is up."""
+        loads = self._loads()  # before the newcomer counts in it
         member = self.members.get(session)
         if member is None:
             member = Member(0, slice_phase(worker))
@@ -131,10 +138,22 @@ class Group:
         here = None if at is None else self.route_of_pool(at)
         if here is not None and not self.time_split and self.fractions()[here] > 0:
             member.route = here
-            return member
-        route = self.want(member, now, new=True)
-        member.route = route if route is not None else (here or 0)
+        else:
+            route = self.want(member, now, new=True)
+            member.route = route if route is not None else (here or 0)
+            if self.time_split and not member.pinned:
+                self._schedule(session, member)
+        if member.route < len(loads):
+            loads[member.route] += member.rate or self._mean_rate
         return member
+
+    def recheck(self, session: PlacedMiner) -> None:
+        """Time split: look at this member's route at the next tick (it was found on
+        another route than its slice's, e.g. after a reload)."""
+        member = self.members.get(session)
+        if member is not None and self.time_split and not member.pinned:
+            member.next_switch = 0.0
+            self._schedule(session, member)
 
     def replace_routes(
         self, routes: Sequence[RouteConfig], pools: Mapping[str, PoolState], who: str, now: float
@@ -158,7 +177,10 @@ class Group:
 
     def leave(self, session: PlacedMiner) -> None:
         """The miner left the group (disconnect, or a reload put it in another)."""
-        self.members.pop(session, None)
+        member = self.members.pop(session, None)
+        loads = self._loads_cache
+        if member is not None and loads is not None and member.route < len(loads):
+            loads[member.route] = max(0.0, loads[member.route] - (member.rate or self._mean_rate))
 
     def want(self, member: Member, now: float, *, new: bool = False) -> int | None:
         """The route a member should mine for now (None: no route is up)."""
@@ -168,29 +190,39 @@ class Group:
             return time_route(fractions, member.phase, now, self.config.slice_seconds)
         if not new and fractions[member.route] > 0:
             return member.route  # whole miners move by plan only
-        loads = self._loads(exclude=member)
-        return pick_route(fractions, loads)
+        return pick_route(fractions, self._loads())
 
-    def _loads(self, exclude: Member | None = None) -> list[float]:
-        """Each route's measured hashrate; a miner not measured yet counts as the mean."""
-        rates = [m.rate for m in self.members.values() if m is not exclude]
-        known = [r for r in rates if r > 0]
-        mean = sum(known) / len(known) if known else 1.0
-        loads = [0.0] * len(self.routes)
-        for member in self.members.values():
-            if member is not exclude and member.route < len(loads):
-                loads[member.route] += member.rate or mean
-        return loads
+    def _loads(self) -> list[float]:
+        """Each route's hashrate (a miner not measured yet counts as the mean), summed at
+        the last sample and kept up to date by joins and leaves since."""
+        if self._loads_cache is None or len(self._loads_cache) != len(self.routes):
+            known = [m.rate for m in self.members.values() if m.rate > 0]
+            self._mean_rate = sum(known) / len(known) if known else 1.0
+            loads = [0.0] * len(self.routes)
+            for member in self.members.values():
+                if member.route < len(loads):
+                    loads[member.route] += member.rate or self._mean_rate
+            self._loads_cache = loads
+        return self._loads_cache
+
+    def _schedule(self, session: PlacedMiner, member: Member) -> None:
+        """Remember when ``member`` next crosses a slice boundary."""
+        self._pushes += 1
+        heapq.heappush(self._switches, (member.next_switch, self._pushes, session))
 
     def due_switches(self, now: float) -> list[tuple[PlacedMiner, int]]:
         """Time split: the members whose slice moves them to another route now."""
         if not self.time_split:
             return []
         due = []
-        for session, member in self.members.items():
-            if member.pinned or now < member.next_switch:
-                continue
+        switches = self._switches
+        while switches and switches[0][0] <= now:
+            when, _, session = heapq.heappop(switches)
+            member = self.members.get(session)
+            if member is None or member.pinned or member.next_switch != when:
+                continue  # gone, pinned, or rescheduled since
             route = self.want(member, now)
+            self._schedule(session, member)
             if route is not None and route != member.route:
                 due.append((session, route))
         return due
@@ -219,9 +251,13 @@ class Group:
     def reset_slices(self) -> None:
         """The fractions changed (a route went down or up, new weights): every time-split
         member re-reads its route at the next tick."""
-        for member in self.members.values():
+        self._switches = []
+        for session, member in self.members.items():
             member.next_switch = 0.0
+            self._pushes += 1
+            self._switches.append((0.0, self._pushes, session))
         self.last_plan = 0.0
+        self._loads_cache = None
 
     # ------------------------------------------------------------------ measuring
 
@@ -231,6 +267,7 @@ class Group:
         if last is not None and now - last < SAMPLE_SECONDS:
             return
         self.samples.append((now, {name: t.work for name, t in self.tallies.items()}))
+        self._loads_cache = None  # rates change below: the next join sums afresh
         elapsed = now - last if last is not None else 0.0
         if elapsed <= 0:
             return

@@ -263,7 +263,8 @@ class Router:
             here = group.route_of_pool(conn.state)
             if here is not None and group.routes[here].serving is conn.state:
                 if member.route != here:
-                    member.route, member.next_switch = here, 0.0
+                    member.route = here  # where it is; its slice moves it on from here
+                    group.recheck(session)
                 continue
             if group.routes[member.route].serving is None:
                 index = group.want(member, now, new=True)
