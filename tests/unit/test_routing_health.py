@@ -71,3 +71,28 @@ def test_verdicts_leave_the_window_and_memory_is_bounded() -> None:
     for i in range(MAX_VERDICTS + 100):
         big.add(float(i), True, 0.01, None)
     assert big.summary()[0] == MAX_VERDICTS
+
+
+def test_a_pool_leaving_health_needs_primary_hold_again() -> None:
+    from proxy.config import PoolConfig
+    from proxy.routing.state import PoolState
+
+    pool = PoolState(PoolConfig(name="p", url="stratum+tcp://127.0.0.1:1", user="u"), 0)
+    ready = True
+    pool.ready_connections = lambda: [object()] if ready else []  # type: ignore[method-assign, return-value]
+    pool.assess(0.0, LIMITS)
+    assert (pool.health, pool.healthy_since) == (HEALTHY, 0.0)
+    for _ in range(30):
+        pool.count_verdict(False, 0.05, 23, 10.0)
+    pool.assess(10.0, LIMITS)
+    assert pool.degraded and pool.healthy_since is None
+    assert "rejected 100% of 30 shares" in pool.health_reason
+    pool.assess(400.0, LIMITS)  # the rejects left the window; jobs still "new" as of start
+    assert pool.health == DEGRADED and "no new job" in pool.health_reason
+    pool.job_received(400.0, new=True)
+    pool.assess(401.0, LIMITS)
+    assert (pool.health, pool.healthy_since) == (HEALTHY, 401.0)  # the hold counts from here
+    ready = False
+    pool.failed("connect failed: refused")
+    pool.assess(402.0, LIMITS)
+    assert (pool.health, pool.health_reason) == (DOWN, "connect failed: refused")
