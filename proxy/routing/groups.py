@@ -39,6 +39,10 @@ WINDOWS: Final = {"10m": 600.0, "1h": 3600.0}
 REBALANCE_SECONDS: Final = 15.0
 """How often a miners split is re-planned: four times within the budget's minute."""
 
+FIRST_RATE_SECONDS: Final = 30.0
+"""A new member's first hashrate is measured over this long at least (a miner at the usual
+vardiff target sends a share every ~10 s: one sample would be three shares at best)."""
+
 RATE_HALF_LIFE: Final = 120.0
 """Seconds for a miner's measured hashrate to forget half of its past (share noise)."""
 
@@ -62,14 +66,15 @@ class Route:
 class Member:
     """One miner of a group: the route it mines for and what routing knows of it."""
 
-    __slots__ = ("next_switch", "phase", "pinned", "rate", "route", "seen_work")
+    __slots__ = ("measured_from", "next_switch", "phase", "pinned", "rate", "route", "seen_work")
 
-    def __init__(self, route: int, phase: float) -> None:
+    def __init__(self, route: int, phase: float, now: float = 0.0) -> None:
         self.route = route
         self.phase = phase
         self.next_switch = 0.0  # time split: when its slice moves it to the next route
         self.rate = 0.0  # measured work per second (EWMA); 0 until measured
-        self.seen_work = 0.0  # the miner's work counter at the last sample
+        self.seen_work = 0.0  # the miner's work counter when its current measure began
+        self.measured_from = now  # when that measure began
         self.pinned = False  # its layout cannot follow a time split: split by whole miners
 
 
@@ -132,7 +137,7 @@ class Group:
         loads = self._loads()  # before the newcomer counts in it
         member = self.members.get(session)
         if member is None:
-            member = Member(0, slice_phase(worker))
+            member = Member(0, slice_phase(worker), now)
             self.members[session] = member
             member.seen_work = session.work
         here = None if at is None else self.route_of_pool(at)
@@ -268,14 +273,16 @@ class Group:
             return
         self.samples.append((now, {name: t.work for name, t in self.tallies.items()}))
         self._loads_cache = None  # rates change below: the next join sums afresh
-        elapsed = now - last if last is not None else 0.0
-        if elapsed <= 0:
-            return
-        keep = 0.5 ** (elapsed / RATE_HALF_LIFE)
+        if last is None:
+            return  # the first sample: a baseline for the realised split only
         for session, member in self.members.items():
+            span = now - member.measured_from
+            if member.rate == 0 and span < FIRST_RATE_SECONDS:
+                continue  # too few shares yet to say: it counts as the group's mean
             work = session.work
-            rate = (work - member.seen_work) / elapsed
-            member.seen_work = work
+            rate = (work - member.seen_work) / span if span > 0 else 0.0
+            member.seen_work, member.measured_from = work, now
+            keep = 0.5 ** (span / RATE_HALF_LIFE)
             member.rate = rate if member.rate == 0 else keep * member.rate + (1 - keep) * rate
 
     def realised(self, window: float, now: float) -> list[float | None]:

@@ -137,3 +137,18 @@ def test_new_routes_keep_members_on_the_route_of_their_pool() -> None:
     # b is now the first route: its miners stay on it, the others on a's route.
     assert {m for m in miners if g.members[m].route == 0} == on_b
     assert [r.serving.name if r.serving else None for r in g.routes] == ["b", "a"]
+
+
+def test_a_members_hashrate_is_measured_over_30_s_at_least() -> None:
+    g = group("miners")
+    (miner,) = join(g, 1)
+    g.sample(0.0)
+    miner.work = 50.0
+    g.sample(SAMPLE_SECONDS)
+    assert g.members[miner].rate == 0  # one 10 s sample: too few shares to say
+    miner.work = 300.0
+    g.sample(30.0)
+    assert g.members[miner].rate == pytest.approx(10.0)  # 300 over its first 30 s
+    miner.work = 300.0 + 10.0 * 120.0
+    g.sample(150.0)
+    assert g.members[miner].rate == pytest.approx(10.0)  # steady: the average holds
