@@ -110,9 +110,12 @@ class Vardiff:
         self._window_start = now
 
     def set_ceiling(self, ceiling: float, now: float) -> float | None:
-        """The pool's difficulty changed; return the new difficulty if the miner must move."""
+        """The pool's difficulty changed (or the miner moved to another pool); return the
+        new difficulty if the miner must move. The miner goes to what vardiff wants,
+        bounded by the new ceiling: down at once to a lower pool, and back up when the
+        ceiling that held it down rises (a time split returning to a harder pool)."""
         self._ceiling = ceiling
-        return self._move_to(self._bounded(self.difficulty), now)
+        return self._move_to(self._bounded(self.wanted), now)
 
     def set_floor(self, floor: float, now: float) -> float | None:
         """The miner asked for at least ``floor`` (BIP310 minimum-difficulty)."""
@@ -146,6 +149,8 @@ class Vardiff:
         self.retarget_interval = retarget_interval
         self.enabled = enabled
         self._floor = clamp(self._floor, minimum, maximum)
+        # What it wants follows, so a later ceiling change (a move to another pool) keeps it.
+        self.wanted = clamp(self.wanted if enabled else initial, minimum, maximum)
         return self._move_to(self._bounded(self.difficulty if enabled else initial), now)
 
     def on_share(self, now: float, judged: float | None = None) -> float | None:

@@ -288,3 +288,28 @@ async def test_a_reload_puts_the_files_weights_back(tmp_path: Path) -> None:
         totals = await miners.stop()
         assert totals.reconnects == 0 and totals.unanswered == 0
         assert a.stats.rejected_total == 0 and b.stats.rejected_total == 0
+
+
+async def test_a_time_split_between_pools_of_different_difficulty_tells_the_miner(tmp_path: Path) -> None:
+    # The second pool wants half the difficulty: a switch to it must lower the miner first
+    # (set_difficulty before its job), and a switch back raise it again, or shares would be
+    # rejected (by the proxy as low difficulty, or by a pool) or the pool under-credited.
+    async with (
+        running_pool(difficulty=DIFF, seed=75) as a,
+        running_pool(difficulty=DIFF / 2, seed=76) as b,
+        routed_proxy(tmp_path, [a, b], two_routes("time", 50, 50)) as proxy,
+    ):
+        fleet = Fleet(SimConfig(port=proxy.ports[0], hashrate=40_000.0, request_timeout=10.0), 2)
+        await fleet.start()
+        await fleet.wait_ready()
+        await wait_until(lambda: a.stats.accepted >= 40 and b.stats.accepted >= 80, timeout=60)
+        totals = await fleet.stop()
+        assert totals.rejected_total == 0 and totals.unanswered == 0 and totals.reconnects == 0
+        assert a.stats.rejected_total == 0 and b.stats.rejected_total == 0
+        # Each miner mined at exactly the pool's difficulty on each route: every share it
+        # had accepted reached a pool (none was below a pool's target and kept back, as a
+        # miner not raised again on a would produce), and the work the miners were told
+        # they did is what the pools credited (a miner not lowered on b would count 1e-6
+        # per share there, b 5e-7).
+        assert totals.accepted == a.stats.accepted + b.stats.accepted
+        assert totals.accepted_work == pytest.approx(credited(a) + credited(b), rel=1e-6)

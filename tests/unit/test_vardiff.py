@@ -120,3 +120,22 @@ def test_reconfigure_applies_new_bounds() -> None:
 def test_ceiling_infinite_means_unbounded(bad: float) -> None:
     vd = make(initial=10.0, ceiling=bad)
     assert vd.difficulty == 10.0
+
+
+def test_a_ceiling_that_rises_again_gives_the_miner_back_its_difficulty() -> None:
+    # A time split between a pool at 1000 and one at 250: down at once on the easy pool,
+    # back up when it returns to the hard one (vardiff off: nothing else would raise it).
+    vd = make(initial=1000.0, enabled=False)
+    assert vd.set_ceiling(250.0, 1.0) == 250.0
+    assert vd.set_ceiling(1000.0, 2.0) == 1000.0
+    assert vd.set_ceiling(4000.0, 3.0) is None  # never above what it wants
+    assert vd.difficulty == 1000.0
+
+
+def test_a_reload_with_vardiff_off_sets_what_the_miner_wants_too() -> None:
+    vd = make(initial=1000.0, enabled=False)
+    settings = {"minimum": 0.01, "maximum": 1e6, "target_interval": 10.0, "retarget_interval": 30.0}
+    assert vd.reconfigure(initial=500.0, enabled=False, now=1.0, **settings) == 500.0
+    # Moved to another pool afterwards: it keeps the reloaded difficulty, not the old one.
+    assert vd.set_ceiling(1e9, 2.0) is None
+    assert vd.difficulty == 500.0
