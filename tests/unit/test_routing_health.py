@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from proxy.config import PoolConfig
 from proxy.routing.health import DEGRADED, DOWN, HEALTHY, MAX_VERDICTS, HealthLimits, Verdicts, assess
+from proxy.routing.state import Conn, PoolState
 
 LIMITS = HealthLimits(job_timeout=300.0, reject_ratio=0.5, latency_p99=5.0, window=300.0, min_shares=20)
 
@@ -73,26 +77,35 @@ def test_verdicts_leave_the_window_and_memory_is_bounded() -> None:
     assert big.summary()[0] == MAX_VERDICTS
 
 
-def test_a_pool_leaving_health_needs_primary_hold_again() -> None:
-    from proxy.config import PoolConfig
-    from proxy.routing.state import PoolState
+class FakeReadyPool(PoolState):
+    """A pool whose readiness the test sets (no connection needed to judge health)."""
 
-    pool = PoolState(PoolConfig(name="p", url="stratum+tcp://127.0.0.1:1", user="u"), 0)
-    ready = True
-    pool.ready_connections = lambda: [object()] if ready else []  # type: ignore[method-assign, return-value]
+    up = True
+
+    def ready_connections(self) -> list[Conn]:
+        return [cast(Conn, object())] if self.up else []
+
+
+def since(pool: PoolState) -> float | None:
+    """Its healthy_since, read afresh (the state changes under each assess)."""
+    return pool.healthy_since
+
+
+def test_a_pool_leaving_health_needs_primary_hold_again() -> None:
+    pool = FakeReadyPool(PoolConfig(name="p", url="stratum+tcp://127.0.0.1:1", user="u"), 0)
     pool.assess(0.0, LIMITS)
-    assert (pool.health, pool.healthy_since) == (HEALTHY, 0.0)
+    assert (pool.health, since(pool)) == (HEALTHY, 0.0)
     for _ in range(30):
         pool.count_verdict(False, 0.05, 23, 10.0)
     pool.assess(10.0, LIMITS)
-    assert pool.degraded and pool.healthy_since is None
+    assert pool.degraded and since(pool) is None
     assert "rejected 100% of 30 shares" in pool.health_reason
     pool.assess(400.0, LIMITS)  # the rejects left the window; jobs still "new" as of start
     assert pool.health == DEGRADED and "no new job" in pool.health_reason
     pool.job_received(400.0, new=True)
     pool.assess(401.0, LIMITS)
-    assert (pool.health, pool.healthy_since) == (HEALTHY, 401.0)  # the hold counts from here
-    ready = False
+    assert (pool.health, since(pool)) == (HEALTHY, 401.0)  # the hold counts from here
+    pool.up = False
     pool.failed("connect failed: refused")
     pool.assess(402.0, LIMITS)
     assert (pool.health, pool.health_reason) == (DOWN, "connect failed: refused")
