@@ -111,16 +111,16 @@ class Proxy:
         """Ready when a pool is connected and authorized and its latest job is fresh."""
         if self.draining:
             return False, "draining: shutting down"
-        now = self.clock()
         fresh_for = self.config.upstream.silence_timeout
-        ready = [c for p in self.pools.pools for c in p.ready_connections()]
+        # From the read model /api/v1/pools renders: the two cannot disagree.
+        ready = [p for p in pool_views(self.pools, self.clock()) if p.last_job_age_seconds is not None]
         if not ready:
             return False, "no pool connected and authorized"
-        newest = max(ready, key=lambda c: c.last_job)
-        age = now - newest.last_job
+        newest = min(ready, key=lambda p: p.last_job_age_seconds or 0.0)
+        age = newest.last_job_age_seconds or 0.0
         if age > fresh_for:
             return False, f"no fresh job: the newest is {age:.0f} s old (limit {fresh_for:.0f} s)"
-        return True, f"pool {newest.pool.name} ready, last job {age:.1f} s ago"
+        return True, f"pool {newest.name} ready, last job {age:.1f} s ago"
 
     def _status(self) -> None:
         if self.config.log.status_interval:

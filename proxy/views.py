@@ -50,7 +50,7 @@ def pool_views(manager: PoolManager, now: float) -> list[PoolView]:
     serving = manager.router.serving()
     for pool, state in zip(manager.pools, pool_states(manager.pools, manager.needed), strict=True):
         ready = pool.ready_connections()
-        conn = ready[0] if ready else None
+        conn = max(ready, key=lambda c: c.last_job) if ready else None  # its freshest
         views.append(
             PoolView(
                 name=pool.name,
