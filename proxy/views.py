@@ -89,6 +89,8 @@ class RouteView(msgspec.Struct):
     """The failover chain."""
     serving_pool: str | None
     """The pool mining for the route now; null when none of its pools is healthy."""
+    health: dict[str, str]
+    """Each pool of the chain: ``healthy``, ``degraded`` or ``down``."""
     fraction: float
     """Its part of the group's hashrate now: its weight over the weights of the routes
     that are up (0 while it is down)."""
@@ -132,6 +134,7 @@ def group_view(group: Group, now: float) -> GroupView:
             weight=route.weight,
             pools=route.pool_names,
             serving_pool=route.serving.name if route.serving is not None else None,
+            health={pool.name: pool.health for pool in route.chain},
             fraction=round(fractions[index], 6),
             miners=counts[index],
             realised_10m=_round(realised["10m"][index]),

@@ -103,6 +103,13 @@ class PoolManager:
         self._maintain()
         return group
 
+    @property
+    def _limits(self) -> HealthLimits:
+        up = self.config.upstream
+        return HealthLimits(
+            up.job_timeout, up.reject_ratio, up.latency_p99, up.health_window, up.health_min_shares
+        )
+
     # ------------------------------------------------------------------ connections
 
     def upstream_ready(self, conn: Conn) -> None:
@@ -117,6 +124,7 @@ class PoolManager:
         self._last_mask = conn.version_mask
         if pool.healthy_since is None:
             pool.healthy_since = self.clock()
+        pool.assess(self.clock(), self._limits)  # its health shows the change at once
         self.router.settle(self.clock())
         self.router.seats.capacity.set()  # subscribes waiting for a pool retry now
 
@@ -135,6 +143,7 @@ class PoolManager:
             self.connector.failed(pool)
         if not pool.is_ready:
             pool.healthy_since = None
+        pool.assess(self.clock(), self._limits)
         self._rehome(conn)
 
     def carry(self, conn: Conn, share: PendingShare) -> None:
@@ -217,12 +226,8 @@ class PoolManager:
         for pool in (*self.pools, *self.removed_pools):
             for conn in list(pool.connections):
                 conn.sweep(now)
-        up = self.config.upstream
-        limits = HealthLimits(
-            up.job_timeout, up.reject_ratio, up.latency_p99, up.health_window, up.health_min_shares
-        )
         for pool in self.pools:
-            pool.assess(now, limits)
+            pool.assess(now, self._limits)
         self.router.settle(now)
         self.router.run_splits(now)
         self._maintain()

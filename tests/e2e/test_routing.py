@@ -147,6 +147,7 @@ async def test_a_miners_split_moves_whole_miners_and_the_api_shows_it(tmp_path: 
         assert site["split"] == "miners" and site["miners"] == 10
         assert [r["miners"] for r in site["routes"]] == [7, 3]
         assert [r["serving_pool"] for r in site["routes"]] == ["pool0", "pool1"]
+        assert [r["health"] for r in site["routes"]] == [{"pool0": "healthy"}, {"pool1": "healthy"}]
         assert [r["weight"] for r in site["routes"]] == [70, 30]
         assert sum(len(c.miners) for c in proxy.pools.pools[0].connections) == 7
         await wait_until(lambda: a.stats.accepted > 20 and b.stats.accepted > 5, timeout=30)
@@ -207,6 +208,7 @@ async def test_a_route_that_goes_down_gives_its_weight_to_the_other(tmp_path: Pa
         _status, body = await http(proxy, "GET", "/api/v1/groups")
         site = body["groups"][0]
         assert site["routes"][1]["serving_pool"] is None
+        assert site["routes"][1]["health"] == {"pool1": "down"}
         assert [r["fraction"] for r in site["routes"]] == [1.0, 0.0]
         before = a.stats.accepted
         await wait_until(lambda: a.stats.accepted >= before + 20, timeout=30)
