@@ -111,7 +111,7 @@ class _PoolCollector(Collector):
             shares.add_metric([view.name, "accepted"], view.accepted)
             shares.add_metric([view.name, "rejected"], view.rejected)
             timeouts.add_metric(name, view.timeouts)
-            connected.add_metric(name, 1 if view.difficulty is not None else 0)  # a ready connection
+            connected.add_metric(name, 1 if view.connected else 0)
             active.add_metric(name, 1 if view.active else 0)
             connections.add_metric(name, view.connections)
             if view.difficulty is not None:

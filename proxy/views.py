@@ -27,6 +27,8 @@ class PoolView(msgspec.Struct):
     health_reason: str
     """Why it is degraded or down (empty when healthy)."""
     active: bool
+    connected: bool
+    """It has a ready connection (handshake done, a job received)."""
     connections: int
     miners: int
     difficulty: float | None
@@ -60,6 +62,7 @@ def pool_views(manager: PoolManager, now: float) -> list[PoolView]:
                 health=pool.health,
                 health_reason=pool.health_reason,
                 active=pool in serving,
+                connected=conn is not None,
                 connections=len(pool.connections),
                 miners=sum(len(c.miners) for c in pool.connections),
                 difficulty=conn.difficulty if conn else None,

@@ -128,9 +128,7 @@ class PoolState:
             hash=block_hash.to_bytes(32, "big").hex(),
         )
 
-    def count_verdict(
-        self, accepted: bool, latency: float, code: int | None = None, now: float = 0.0
-    ) -> None:
+    def count_verdict(self, accepted: bool, latency: float, code: int | None, now: float) -> None:
         """The pool answered a forwarded share after ``latency`` seconds (``code``: its
         error code for a reject)."""
         self.latency = latency
